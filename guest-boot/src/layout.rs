@@ -1,0 +1,164 @@
+//! The guest physical memory map: one place for every address flint uses.
+//!
+//! ```text
+//! 0x0000_0000 ..0x0000_0500   real-mode IVT/BDA area, left zero (RAM)
+//! 0x0000_0500                 GDT used at entry
+//! 0x0000_6000                 hvm_start_info (PVH)      | zero page (Linux boot)
+//! 0x0000_7000                 PVH memory map / module list
+//! 0x0000_9000 ..0x0000_F000   identity page tables (PML4, PDPT, 4 PDs: 4 GiB in 2 MiB pages)
+//! 0x0002_0000                 kernel command line (up to CMDLINE_MAX bytes)
+//! 0x0009_FC00 ..0x0010_0000   reserved (EBDA, VGA hole, BIOS area)
+//! 0x000E_0000                 RSDP, then XSDT, FADT, MADT, DSDT (inside the reserved range)
+//! 0x0010_0000 ..              kernel image, then free RAM; initrd at the top of low RAM
+//! MMIO_HOLE_START .. 4 GiB    no RAM: virtio-mmio windows, IOAPIC, LAPIC
+//! 4 GiB ..                    the rest of RAM when --mem exceeds MMIO_HOLE_START
+//! ```
+
+use vm_memory::GuestAddress;
+
+/// One mebibyte.
+pub const MIB: u64 = 1 << 20;
+/// Where the entry GDT is written.
+pub const GDT_START: u64 = 0x500;
+/// `hvm_start_info` (PVH) or the zero page (Linux boot protocol).
+pub const BOOT_INFO_START: u64 = 0x6000;
+/// PVH memory map entries and module list.
+pub const PVH_MEMMAP_START: u64 = 0x7000;
+/// First page-table page (PML4); PDPT and four PDs follow, one page each.
+pub const PAGE_TABLES_START: u64 = 0x9000;
+/// Kernel command line.
+pub const CMDLINE_START: u64 = 0x2_0000;
+/// Largest command line flint writes, NUL included (the x86 Linux COMMAND_LINE_SIZE).
+pub const CMDLINE_MAX: usize = 2048;
+/// End of the first RAM range (the EBDA starts here).
+pub const EBDA_START: u64 = 0x9_FC00;
+/// RSDP; the other ACPI tables follow it, all below [`HIMEM_START`].
+pub const ACPI_START: u64 = 0xE_0000;
+/// Where RAM resumes after the legacy hole, and where kernels load.
+pub const HIMEM_START: u64 = 0x10_0000;
+/// Start of the hole below 4 GiB that holds device MMIO, not RAM.
+pub const MMIO_HOLE_START: u64 = 0xC000_0000;
+/// 4 GiB: RAM beyond the hole continues here.
+pub const HIGH_RAM_START: u64 = 1 << 32;
+/// First virtio-mmio window; device `i` sits at `VIRTIO_MMIO_START + i * VIRTIO_MMIO_SIZE`.
+pub const VIRTIO_MMIO_START: u64 = 0xD000_0000;
+/// Size of one virtio-mmio window.
+pub const VIRTIO_MMIO_SIZE: u64 = 0x1000;
+/// Legacy IRQ of the first virtio-mmio device; device `i` gets `VIRTIO_IRQ_START + i`.
+pub const VIRTIO_IRQ_START: u32 = 5;
+/// Most virtio-mmio devices one VM can have (IRQs 5..=23 on the IOAPIC).
+pub const VIRTIO_MAX_DEVICES: usize = 19;
+/// IOAPIC registers.
+pub const IOAPIC_START: u64 = 0xFEC0_0000;
+/// Local APIC registers.
+pub const LAPIC_START: u64 = 0xFEE0_0000;
+/// I/O port of the 8250 UART (COM1), IRQ 4.
+pub const SERIAL_PORT: u16 = 0x3f8;
+/// UART interrupt line.
+pub const SERIAL_IRQ: u32 = 4;
+/// I/O port the guest writes 123 to when it has booted (Firecracker's boot timer).
+pub const BOOT_COMPLETE_PORT: u16 = 0x3f0;
+/// Value written to [`BOOT_COMPLETE_PORT`].
+pub const BOOT_COMPLETE_VALUE: u8 = 123;
+/// I/O port the guest writes its exit status byte to.
+pub const EXIT_PORT: u16 = 0xf4;
+/// i8042 command port; 0xFE written here resets (ends) the VM.
+pub const I8042_PORT: u16 = 0x64;
+/// ACPI sleep control register (HW-reduced FADT), one byte.
+pub const ACPI_SLEEP_CONTROL_PORT: u16 = 0x3c0;
+/// ACPI sleep status register (HW-reduced FADT), one byte.
+pub const ACPI_SLEEP_STATUS_PORT: u16 = 0x3c1;
+
+/// Kind of an e820 / PVH memory map entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemoryKind {
+    /// Usable RAM (e820 type 1).
+    Ram,
+    /// Reserved (e820 type 2).
+    Reserved,
+}
+
+impl MemoryKind {
+    /// The e820 / PVH type number.
+    pub fn e820_type(self) -> u32 {
+        match self {
+            MemoryKind::Ram => 1,
+            MemoryKind::Reserved => 2,
+        }
+    }
+}
+
+/// One entry of the memory map given to the guest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryMapEntry {
+    /// First byte.
+    pub start: u64,
+    /// Length in bytes.
+    pub size: u64,
+    /// What the range is.
+    pub kind: MemoryKind,
+}
+
+/// The RAM of a VM of `mem_bytes`, split around the MMIO hole: the ranges to
+/// back with host memory (and register with KVM), in ascending order.
+pub fn ram_ranges(mem_bytes: u64) -> Vec<(GuestAddress, u64)> {
+    let low = mem_bytes.min(MMIO_HOLE_START);
+    let mut ranges = vec![(GuestAddress(0), low)];
+    if mem_bytes > MMIO_HOLE_START {
+        ranges.push((GuestAddress(HIGH_RAM_START), mem_bytes - MMIO_HOLE_START));
+    }
+    ranges
+}
+
+/// The memory map the guest sees (e820 and PVH memmap alike).
+pub fn memory_map(mem_bytes: u64) -> Vec<MemoryMapEntry> {
+    let low_end = mem_bytes.min(MMIO_HOLE_START);
+    let mut map = vec![
+        MemoryMapEntry {
+            start: 0,
+            size: EBDA_START,
+            kind: MemoryKind::Ram,
+        },
+        MemoryMapEntry {
+            start: EBDA_START,
+            size: HIMEM_START - EBDA_START,
+            kind: MemoryKind::Reserved,
+        },
+    ];
+    if low_end > HIMEM_START {
+        map.push(MemoryMapEntry {
+            start: HIMEM_START,
+            size: low_end - HIMEM_START,
+            kind: MemoryKind::Ram,
+        });
+    }
+    if mem_bytes > MMIO_HOLE_START {
+        map.push(MemoryMapEntry {
+            start: HIGH_RAM_START,
+            size: mem_bytes - MMIO_HOLE_START,
+            kind: MemoryKind::Ram,
+        });
+    }
+    map
+}
+
+/// Window and interrupt of the `index`-th virtio-mmio device, or `None` past
+/// [`VIRTIO_MAX_DEVICES`].
+pub fn virtio_mmio_slot(index: usize) -> Option<VirtioMmioSlot> {
+    (index < VIRTIO_MAX_DEVICES).then(|| VirtioMmioSlot {
+        addr: VIRTIO_MMIO_START + index as u64 * VIRTIO_MMIO_SIZE,
+        size: VIRTIO_MMIO_SIZE,
+        irq: VIRTIO_IRQ_START + index as u32,
+    })
+}
+
+/// Where one virtio-mmio device lives on the flat bus.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VirtioMmioSlot {
+    /// Guest-physical base of its register window.
+    pub addr: u64,
+    /// Window size.
+    pub size: u64,
+    /// Its IOAPIC interrupt line (edge-triggered, active high).
+    pub irq: u32,
+}
