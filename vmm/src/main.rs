@@ -1,1 +1,106 @@
-fn main() {}
+//! The `flint` binary: parse options, build and run the VM, write the boot
+//! report, and exit with a code that says how the guest ended.
+
+use std::io::Write as _;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::Parser;
+use vmm::cli::{Cli, Command, RunArgs};
+use vmm::config::{KernelSource, ReportSink, RunConfig};
+use vmm::exit::{VmOutcome, EXIT_FLINT_ERROR};
+use vmm::report::{BootTimeline, Phase, ReportInfo};
+
+fn main() -> ExitCode {
+    let main_entered = vmm::time::monotonic_ns();
+    let start = Instant::now();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_FLINT_ERROR } else { 0 });
+        }
+    };
+    match cli.command {
+        Command::Run(args) => ExitCode::from(run(args, main_entered, start)),
+    }
+}
+
+fn run(args: RunArgs, main_entered: u64, start: Instant) -> u8 {
+    vmm::logger::init(args.log_level);
+    let cfg = match RunConfig::try_from(args) {
+        Ok(cfg) => cfg,
+        Err(e) => return fail(&e),
+    };
+    let timeline = Arc::new(BootTimeline::default());
+    timeline.mark_at(Phase::MainEntered, main_entered);
+    let vm = match vmm::builder::build(&cfg, timeline.clone()) {
+        Ok(vm) => vm,
+        Err(e) => return fail(&e),
+    };
+    let format = vm.boot.format.name();
+    let deadline = cfg.timeout.map(|t| start + t);
+    let outcome = {
+        let _terminal = vmm::terminal::enter_raw_mode();
+        match vm.run(deadline) {
+            Ok(outcome) => outcome,
+            Err(e) => VmOutcome::HostError(e.to_string()),
+        }
+    };
+    match &outcome {
+        VmOutcome::Crash(what) => eprintln!("flint: guest crashed: {what}"),
+        VmOutcome::Timeout => eprintln!(
+            "flint: guest timed out after {:.3} s (--timeout)",
+            start.elapsed().as_secs_f64()
+        ),
+        VmOutcome::HostError(what) => eprintln!("flint: error: {what}"),
+        VmOutcome::GuestStatus(s) if *s > vmm::exit::MAX_GUEST_STATUS => {
+            eprintln!("flint: guest exit status {s} is above 122 (codes 123-125 are flint's); exiting 122")
+        }
+        _ => {}
+    }
+    if let Some(sink) = &cfg.boot_report {
+        let kernel = match &cfg.kernel {
+            KernelSource::EmbeddedProbe => "embedded probe".to_string(),
+            KernelSource::File(p) => p.display().to_string(),
+        };
+        let json = timeline.to_json(&ReportInfo {
+            kernel: &kernel,
+            kernel_format: format,
+            outcome: &outcome,
+        });
+        if let Err(e) = write_report(sink, &json) {
+            eprintln!("flint: error: cannot write the boot report: {e}");
+            return EXIT_FLINT_ERROR;
+        }
+    }
+    outcome.exit_code()
+}
+
+fn write_report(sink: &ReportSink, json: &str) -> std::io::Result<()> {
+    match sink {
+        ReportSink::Stdout => {
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{json}")?;
+            out.flush()
+        }
+        ReportSink::File(path) => std::fs::write(path, format!("{json}\n"))
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
+    }
+}
+
+fn fail(e: &dyn std::error::Error) -> u8 {
+    let mut msg = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !msg.contains(&text) {
+            msg.push_str(": ");
+            msg.push_str(&text);
+        }
+        source = s.source();
+    }
+    eprintln!("flint: error: {msg}");
+    EXIT_FLINT_ERROR
+}

@@ -1,0 +1,325 @@
+//! From a validated [`RunConfig`] to a running VM, as a flat list of named
+//! steps, each with its own error variant; then run it to an outcome.
+
+use std::fs::File;
+use std::io::Write as _;
+use std::os::fd::FromRawFd;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use guest_boot::layout;
+use guest_boot::{BootPlan, BootSpec, InitrdImage, PreparedBoot};
+use kvm_ioctls::{Kvm, VcpuFd, VmFd};
+use vm_memory::GuestMemoryMmap;
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+use crate::config::{KernelSource, RunConfig};
+use crate::control::VmControl;
+use crate::devices::legacy::{AcpiSleep, BootMarker, ExitPort, I8042};
+use crate::devices::serial::{SerialDevice, SerialOut};
+use crate::devices::{Bus, BusError};
+use crate::exit::VmOutcome;
+use crate::kvm::vcpu::Vcpu;
+use crate::kvm::{cpuid, regs, vm};
+use crate::report::{BootTimeline, Phase};
+
+/// A step of building or running the VM failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The kernel file could not be opened.
+    #[error("cannot open kernel {path}: {source}")]
+    OpenKernel {
+        /// The path given.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The initrd could not be opened or sized.
+    #[error("cannot open initrd {path}: {source}")]
+    OpenInitrd {
+        /// The path given.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The embedded probe could not be staged.
+    #[error("cannot stage the embedded probe guest: {0}")]
+    EmbeddedProbe(#[source] std::io::Error),
+    /// KVM or VM creation failed.
+    #[error(transparent)]
+    Vm(#[from] vm::VmError),
+    /// Creating an eventfd failed.
+    #[error("cannot create an eventfd: {0}")]
+    EventFd(#[source] std::io::Error),
+    /// A device could not be placed on a bus.
+    #[error("device layout: {0}")]
+    Bus(#[from] BusError),
+    /// Registering an irqfd failed.
+    #[error("KVM_IRQFD for IRQ {irq} failed: {source}")]
+    Irqfd {
+        /// The interrupt line.
+        irq: u32,
+        /// The cause.
+        #[source]
+        source: kvm_ioctls::Error,
+    },
+    /// Loading the kernel (the message names the file).
+    #[error("{path}: {source}")]
+    Boot {
+        /// The kernel path.
+        path: String,
+        /// The cause.
+        #[source]
+        source: guest_boot::BootError,
+    },
+    /// vCPU creation failed.
+    #[error("KVM_CREATE_VCPU {id} failed: {source}")]
+    CreateVcpu {
+        /// vCPU index.
+        id: u8,
+        /// The cause.
+        #[source]
+        source: kvm_ioctls::Error,
+    },
+    /// CPUID could not be set.
+    #[error(transparent)]
+    Cpuid(#[from] cpuid::CpuidSetupError),
+    /// Registers could not be set.
+    #[error(transparent)]
+    Regs(#[from] regs::RegsError),
+    /// A vCPU thread could not be started.
+    #[error("cannot start a vCPU thread: {0}")]
+    Thread(#[source] std::io::Error),
+    /// The event loop failed.
+    #[error(transparent)]
+    EventLoop(#[from] crate::event_loop::EventLoopError),
+}
+
+/// A VM ready to run.
+pub struct Vm {
+    _kvm: Kvm,
+    _vm: VmFd,
+    mem: GuestMemoryMmap,
+    vcpus: Vec<VcpuFd>,
+    pio: Arc<Bus>,
+    mmio: Arc<Bus>,
+    serial: Arc<Mutex<SerialDevice>>,
+    control: Arc<VmControl>,
+    /// What the boot preparation did.
+    pub boot: PreparedBoot,
+}
+
+struct Inputs {
+    kernel: File,
+    kernel_name: String,
+    initrd: Option<(File, u64)>,
+}
+
+/// Build the VM described by `cfg`, recording phases in `timeline`.
+pub fn build(cfg: &RunConfig, timeline: Arc<BootTimeline>) -> Result<Vm, BuildError> {
+    let mut inputs = open_inputs(cfg)?;
+    let kvm = vm::open_kvm(&cfg.kvm_device)?;
+    let vm_fd = vm::create_vm(&kvm)?;
+    timeline.mark(Phase::VmCreated);
+    let mem = vm::create_memory(&vm_fd, cfg.mem_mib)?;
+    timeline.mark(Phase::MemoryReady);
+    let control = Arc::new(VmControl::new(timeline.clone()).map_err(BuildError::EventFd)?);
+    let (pio, serial) = legacy_bus(&vm_fd, &control)?;
+    let boot = load_guest(cfg, &mem, &mut inputs)?;
+    timeline.mark(Phase::KernelLoaded);
+    let vcpus = create_vcpus(cfg, &kvm, &vm_fd, &boot)?;
+    Ok(Vm {
+        _kvm: kvm,
+        _vm: vm_fd,
+        mem,
+        vcpus,
+        pio: Arc::new(pio),
+        mmio: Arc::new(Bus::default()),
+        serial,
+        control,
+        boot,
+    })
+}
+
+/// Open the user's files before touching KVM, so bad paths fail fast.
+fn open_inputs(cfg: &RunConfig) -> Result<Inputs, BuildError> {
+    let (kernel, kernel_name) = match &cfg.kernel {
+        KernelSource::EmbeddedProbe => (
+            embedded_probe().map_err(BuildError::EmbeddedProbe)?,
+            "embedded probe".into(),
+        ),
+        KernelSource::File(path) => (
+            File::open(path).map_err(|source| BuildError::OpenKernel {
+                path: path.display().to_string(),
+                source,
+            })?,
+            path.display().to_string(),
+        ),
+    };
+    let initrd = match &cfg.initrd {
+        None => None,
+        Some(path) => Some(open_sized(path).map_err(|source| BuildError::OpenInitrd {
+            path: path.display().to_string(),
+            source,
+        })?),
+    };
+    Ok(Inputs {
+        kernel,
+        kernel_name,
+        initrd,
+    })
+}
+
+fn open_sized(path: &Path) -> std::io::Result<(File, u64)> {
+    let file = File::open(path)?;
+    let meta = file.metadata()?;
+    if meta.is_dir() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "is a directory",
+        ));
+    }
+    Ok((file, meta.len()))
+}
+
+/// The embedded probe as a file (an anonymous memfd), so it loads like any kernel.
+fn embedded_probe() -> std::io::Result<File> {
+    // SAFETY: the name is a valid NUL-terminated string; flags are valid.
+    let fd = unsafe { libc::memfd_create(c"flint-probe".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: memfd_create returned a new descriptor that nothing else owns.
+    let mut file = unsafe { File::from_raw_fd(fd) };
+    file.write_all(crate::probe::PROBE_ELF)?;
+    Ok(file)
+}
+
+/// The port-I/O devices: UART (with its irqfd), exit port, boot marker,
+/// i8042 reset, ACPI sleep registers.
+fn legacy_bus(
+    vm_fd: &VmFd,
+    control: &Arc<VmControl>,
+) -> Result<(Bus, Arc<Mutex<SerialDevice>>), BuildError> {
+    let irq_evt = EventFd::new(EFD_NONBLOCK).map_err(BuildError::EventFd)?;
+    vm_fd
+        .register_irqfd(&irq_evt, layout::SERIAL_IRQ)
+        .map_err(|source| BuildError::Irqfd {
+            irq: layout::SERIAL_IRQ,
+            source,
+        })?;
+    // SAFETY: stdout (fd 1) stays open for the life of the process.
+    let out = unsafe { SerialOut::new(libc::STDOUT_FILENO, control.timeline.clone()) };
+    let serial = Arc::new(Mutex::new(SerialDevice::new(irq_evt, out)));
+    let mut bus = Bus::default();
+    bus.insert(serial.clone(), u64::from(layout::SERIAL_PORT), 8)?;
+    bus.insert(
+        Arc::new(Mutex::new(ExitPort(control.clone()))),
+        u64::from(layout::EXIT_PORT),
+        1,
+    )?;
+    bus.insert(
+        Arc::new(Mutex::new(BootMarker(control.clone()))),
+        u64::from(layout::BOOT_COMPLETE_PORT),
+        1,
+    )?;
+    bus.insert(Arc::new(Mutex::new(I8042(control.clone()))), 0x60, 5)?;
+    bus.insert(
+        Arc::new(Mutex::new(AcpiSleep(control.clone()))),
+        u64::from(layout::ACPI_SLEEP_CONTROL_PORT),
+        2,
+    )?;
+    Ok((bus, serial))
+}
+
+fn load_guest(
+    cfg: &RunConfig,
+    mem: &GuestMemoryMmap,
+    inputs: &mut Inputs,
+) -> Result<PreparedBoot, BuildError> {
+    let spec = BootSpec {
+        kernel: &mut inputs.kernel,
+        initrd: inputs
+            .initrd
+            .as_mut()
+            .map(|(file, size)| InitrdImage { file, size: *size }),
+        cmdline: &cfg.cmdline,
+        mem_bytes: cfg.mem_mib << 20,
+        vcpus: cfg.vcpus,
+        devices: &[],
+        plan: BootPlan {
+            acpi: cfg.discovery.acpi,
+            cmdline_devices: cfg.discovery.cmdline,
+        },
+    };
+    guest_boot::prepare_boot(mem, spec).map_err(|source| BuildError::Boot {
+        path: inputs.kernel_name.clone(),
+        source,
+    })
+}
+
+fn create_vcpus(
+    cfg: &RunConfig,
+    kvm: &Kvm,
+    vm_fd: &VmFd,
+    boot: &PreparedBoot,
+) -> Result<Vec<VcpuFd>, BuildError> {
+    let base_cpuid = cpuid::supported(kvm)?;
+    let mut vcpus = Vec::with_capacity(usize::from(cfg.vcpus));
+    for id in 0..cfg.vcpus {
+        let fd = vm_fd
+            .create_vcpu(u64::from(id))
+            .map_err(|source| BuildError::CreateVcpu { id, source })?;
+        cpuid::configure(&fd, &base_cpuid, id, cfg.vcpus, &cfg.cpuid_mask)?;
+        regs::set_common_state(&fd)?;
+        if id == 0 {
+            regs::set_entry_state(&fd, &boot.entry)?;
+        }
+        vcpus.push(fd);
+    }
+    Ok(vcpus)
+}
+
+impl Vm {
+    /// Start the vCPU threads and run the event loop until the VM ends.
+    pub fn run(self, deadline: Option<Instant>) -> Result<VmOutcome, BuildError> {
+        let Vm {
+            _kvm,
+            _vm,
+            vcpus,
+            pio,
+            mmio,
+            serial,
+            control,
+            mem,
+            ..
+        } = self;
+        // The VM lives until the process exits: closing its fd tears the VM
+        // down synchronously (milliseconds here), which the caller should not
+        // wait for before reporting the outcome.
+        std::mem::forget((_kvm, _vm));
+        for (id, fd) in vcpus.into_iter().enumerate() {
+            let vcpu = Vcpu {
+                id: id as u8,
+                fd,
+                pio: pio.clone(),
+                mmio: mmio.clone(),
+                control: control.clone(),
+                mem: mem.clone(),
+            };
+            std::thread::Builder::new()
+                .name(format!("vcpu{id}"))
+                .spawn(move || vcpu.run())
+                .map_err(BuildError::Thread)?;
+        }
+        let outcome = crate::event_loop::run(&control, &serial, deadline)?;
+        serial
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .flush_output();
+        Ok(outcome)
+    }
+}

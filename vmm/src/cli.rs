@@ -1,0 +1,169 @@
+//! Command-line interface: `flint run [OPTIONS]`, parsed with clap and
+//! converted into a validated [`RunConfig`] with errors that name the option.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use guest_boot::cmdline::DEFAULT_CMDLINE;
+
+use crate::config::{Discovery, KernelSource, ReportSink, RunConfig};
+
+/// Largest `--mem` flint accepts, in MiB (1 TiB).
+const MAX_MEM_MIB: u64 = 1 << 20;
+/// Smallest `--mem`: room for the low-memory boot structures and a kernel.
+const MIN_MEM_MIB: u64 = 2;
+
+const RUN_EXAMPLES: &str = "\
+Examples:
+  flint run                                   boot the embedded probe guest
+  flint run --cmdline probe.exit=7            the probe exits with status 7; so does flint
+  flint run --kernel vmlinux --initrd initrd.img --mem 512 --timeout 30
+  flint run --kernel bzImage --cmdline 'noxsave nofsgsbase' --boot-report report.json
+
+Exit status:
+  0-122  the guest's own status (written to I/O port 0xf4); 0 after a guest
+         power-off or reset without a status
+  123    the guest crashed (triple fault, KVM internal or emulation error)
+  124    --timeout expired
+  125    flint could not run the VM (bad option, unreadable kernel, no KVM)";
+
+/// flint: a microVM monitor for instant boot.
+#[derive(Debug, Parser)]
+#[command(name = "flint", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// flint's subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Boot a guest and run it until it exits.
+    #[command(after_help = RUN_EXAMPLES)]
+    Run(RunArgs),
+}
+
+/// Options of `flint run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Guest kernel: ELF vmlinux (PVH note or 64-bit entry) or bzImage.
+    /// Without it flint boots its embedded probe guest.
+    #[arg(long, value_name = "PATH")]
+    pub kernel: Option<PathBuf>,
+    /// Initial ramdisk, loaded page-aligned at the top of low RAM.
+    #[arg(long, value_name = "PATH")]
+    pub initrd: Option<PathBuf>,
+    /// Kernel command line, appended to the defaults
+    #[arg(long, value_name = "STRING", default_value = "", long_help = concat!(
+        "Kernel command line, appended to the defaults: \"", 
+        "console=ttyS0 reboot=k panic=-1", "\"; the virtio-mmio device list follows unless --no-cmdline-devices"))]
+    pub cmdline: String,
+    /// Guest RAM in MiB; beyond 3072 MiB RAM continues above 4 GiB.
+    #[arg(long, value_name = "MiB", default_value_t = 128)]
+    pub mem: u64,
+    /// Number of vCPUs (1-254).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub vcpus: u16,
+    /// Stop the guest after SECS seconds (fractions allowed) and exit 124.
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
+    /// Write the boot report (JSON) to FILE, or to stdout with `-`.
+    #[arg(long, value_name = "FILE|-")]
+    pub boot_report: Option<String>,
+    /// Hide CPU features from the guest, comma-separated
+    /// (e.g. xsave,avx,cx16,pcid,fsgsbase,popcnt,smap).
+    #[arg(long, value_name = "LIST", default_value = "")]
+    pub cpuid_mask: String,
+    /// Build no ACPI tables (devices are then found on the command line only).
+    #[arg(long)]
+    pub no_acpi: bool,
+    /// Put no virtio_mmio.device= entries on the kernel command line.
+    #[arg(long)]
+    pub no_cmdline_devices: bool,
+    /// Log level on stderr: off, error, warn, info, debug, trace.
+    #[arg(long, value_name = "LEVEL", default_value = "warn", value_parser = parse_level)]
+    pub log_level: log::LevelFilter,
+    /// The KVM device node.
+    #[arg(long, value_name = "PATH", default_value = "/dev/kvm")]
+    pub kvm_device: PathBuf,
+}
+
+/// A user error in the options; the message names the option and value.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// `--mem` out of range.
+    #[error("--mem {0}: guest RAM must be between {MIN_MEM_MIB} and {MAX_MEM_MIB} MiB")]
+    Mem(u64),
+    /// `--vcpus` out of range.
+    #[error("--vcpus {0}: must be between 1 and 254")]
+    Vcpus(u16),
+    /// `--timeout` not a positive finite number.
+    #[error("--timeout {0}: must be a positive number of seconds")]
+    Timeout(f64),
+    /// `--cpuid-mask` names an unknown feature.
+    #[error("--cpuid-mask: {0}")]
+    CpuidMask(#[source] guest_boot::cpuid::CpuidError),
+    /// `--boot-report` empty.
+    #[error("--boot-report: expected a file path or -")]
+    BootReport,
+    /// Both discovery channels switched off.
+    #[error("--no-acpi with --no-cmdline-devices leaves the guest no way to find its devices")]
+    NoDiscovery,
+}
+
+impl TryFrom<RunArgs> for RunConfig {
+    type Error = CliError;
+
+    fn try_from(args: RunArgs) -> Result<Self, CliError> {
+        if !(MIN_MEM_MIB..=MAX_MEM_MIB).contains(&args.mem) {
+            return Err(CliError::Mem(args.mem));
+        }
+        let vcpus = u8::try_from(args.vcpus)
+            .ok()
+            .filter(|n| (1..=254).contains(n))
+            .ok_or(CliError::Vcpus(args.vcpus))?;
+        let timeout = match args.timeout {
+            Some(t) if !(t.is_finite() && t > 0.0) => return Err(CliError::Timeout(t)),
+            Some(t) => Some(Duration::from_secs_f64(t)),
+            None => None,
+        };
+        let boot_report = match args.boot_report.as_deref() {
+            None => None,
+            Some("") => return Err(CliError::BootReport),
+            Some("-") => Some(ReportSink::Stdout),
+            Some(path) => Some(ReportSink::File(PathBuf::from(path))),
+        };
+        if args.no_acpi && args.no_cmdline_devices {
+            return Err(CliError::NoDiscovery);
+        }
+        Ok(RunConfig {
+            kernel: args
+                .kernel
+                .map_or(KernelSource::EmbeddedProbe, KernelSource::File),
+            initrd: args.initrd,
+            cmdline: args.cmdline,
+            mem_mib: args.mem,
+            vcpus,
+            timeout,
+            boot_report,
+            cpuid_mask: guest_boot::cpuid::parse_mask(&args.cpuid_mask)
+                .map_err(CliError::CpuidMask)?,
+            discovery: Discovery {
+                acpi: !args.no_acpi,
+                cmdline: !args.no_cmdline_devices,
+            },
+            kvm_device: args.kvm_device,
+        })
+    }
+}
+
+/// The default command line, for `--help` and the README.
+pub fn default_cmdline() -> &'static str {
+    DEFAULT_CMDLINE
+}
+
+fn parse_level(s: &str) -> Result<log::LevelFilter, String> {
+    s.parse().map_err(|_| format!("unknown log level {s:?} (off, error, warn, info, debug, trace)"))
+}

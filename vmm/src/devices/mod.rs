@@ -1,0 +1,11 @@
+//! Devices that live on flint's buses, and the buses themselves.
+//!
+//! Only what a flat-bus guest needs: the 8250 UART, the exit port, the
+//! boot-complete marker, the i8042 reset line and the ACPI sleep registers.
+//! virtio-mmio devices come from the `virtio-devices` crate.
+
+pub mod bus;
+pub mod legacy;
+pub mod serial;
+
+pub use bus::{Bus, BusDevice, BusError};

@@ -1,0 +1,119 @@
+//! The 8250 UART at 0x3f8 (IRQ 4), from vm-superio, writing to stdout and
+//! fed from stdin by the event loop. Its interrupt leaves through an eventfd
+//! registered as a KVM irqfd, so raising it never enters the VMM's locks.
+
+use std::io::Write;
+use std::os::fd::{FromRawFd, RawFd};
+use std::sync::Arc;
+
+use vm_superio::{Serial, Trigger};
+use vmm_sys_util::eventfd::EventFd;
+
+use super::BusDevice;
+use crate::report::{BootTimeline, Phase};
+
+/// Interrupt line of the UART: an eventfd that KVM turns into IRQ 4.
+pub struct IrqEvent(pub EventFd);
+
+impl Trigger for IrqEvent {
+    type E = std::io::Error;
+    fn trigger(&self) -> std::io::Result<()> {
+        self.0.write(1)
+    }
+}
+
+/// Where the guest's serial output goes: a byte buffer pushed to a file
+/// descriptor at the end of each batch of writes.
+pub struct SerialOut {
+    fd: std::mem::ManuallyDrop<std::fs::File>,
+    buf: Vec<u8>,
+    timeline: Arc<BootTimeline>,
+}
+
+impl SerialOut {
+    /// Output to `fd` (not closed on drop), stamping the first byte in `timeline`.
+    ///
+    /// # Safety
+    /// `fd` must stay open for the life of this value.
+    pub unsafe fn new(fd: RawFd, timeline: Arc<BootTimeline>) -> Self {
+        // SAFETY: the caller keeps `fd` open; ManuallyDrop keeps us from closing it.
+        let file = unsafe { std::fs::File::from_raw_fd(fd) };
+        SerialOut {
+            fd: std::mem::ManuallyDrop::new(file),
+            buf: Vec::with_capacity(4096),
+            timeline,
+        }
+    }
+}
+
+impl Write for SerialOut {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.buf.is_empty() {
+            self.timeline.mark(Phase::FirstSerialByte);
+        }
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= 4096 {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let res = self.fd.write_all(&self.buf);
+        self.buf.clear();
+        res
+    }
+}
+
+/// The UART as a bus device.
+pub struct SerialDevice {
+    uart: Serial<IrqEvent, vm_superio::serial::NoEvents, SerialOut>,
+}
+
+impl SerialDevice {
+    /// A UART raising `irq` and writing to `out`.
+    pub fn new(irq: EventFd, out: SerialOut) -> Self {
+        SerialDevice {
+            uart: Serial::new(IrqEvent(irq), out),
+        }
+    }
+
+    /// Free room in the receive FIFO.
+    pub fn rx_room(&self) -> usize {
+        self.uart.fifo_capacity()
+    }
+
+    /// Queue host input for the guest; returns how many bytes were taken.
+    pub fn enqueue_input(&mut self, bytes: &[u8]) -> usize {
+        self.uart.enqueue_raw_bytes(bytes).unwrap_or(0)
+    }
+}
+
+impl BusDevice for SerialDevice {
+    fn read(&mut self, offset: u64, data: &mut [u8]) {
+        if let (Some(first), Ok(reg)) = (data.first_mut(), u8::try_from(offset)) {
+            *first = self.uart.read(reg);
+        }
+    }
+
+    fn write(&mut self, offset: u64, data: &[u8]) {
+        if let (Some(&value), Ok(reg)) = (data.first(), u8::try_from(offset)) {
+            if let Err(e) = self.uart.write(reg, value) {
+                log::debug!("serial: {e:?}");
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Err(e) = self.uart.writer_mut().flush() {
+            log::debug!("serial output: {e}");
+        }
+    }
+}
+
+impl SerialDevice {
+    /// Push any buffered guest output.
+    pub fn flush_output(&mut self) {
+        BusDevice::flush(self);
+    }
+}

@@ -1,0 +1,73 @@
+//! CPUID per vCPU: KVM's supported leaves, shaped by `guest_boot::cpuid`.
+
+use guest_boot::cpuid::{CpuidConfig, CpuidEntry, Feature};
+use kvm_bindings::{kvm_cpuid_entry2, CpuId, KVM_MAX_CPUID_ENTRIES};
+use kvm_ioctls::{Kvm, VcpuFd};
+
+/// Why CPUID could not be set.
+#[derive(Debug, thiserror::Error)]
+pub enum CpuidSetupError {
+    /// KVM_GET_SUPPORTED_CPUID failed.
+    #[error("KVM_GET_SUPPORTED_CPUID failed: {0}")]
+    Supported(#[source] kvm_ioctls::Error),
+    /// KVM_SET_CPUID2 failed.
+    #[error("KVM_SET_CPUID2 failed: {0}")]
+    Set(#[source] kvm_ioctls::Error),
+    /// Too many entries after shaping.
+    #[error("too many CPUID entries ({0})")]
+    TooMany(usize),
+}
+
+/// The host's supported CPUID as plain entries.
+pub fn supported(kvm: &Kvm) -> Result<Vec<CpuidEntry>, CpuidSetupError> {
+    let cpuid = kvm
+        .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+        .map_err(CpuidSetupError::Supported)?;
+    Ok(cpuid
+        .as_slice()
+        .iter()
+        .map(|e| CpuidEntry {
+            function: e.function,
+            index: e.index,
+            flags: e.flags,
+            eax: e.eax,
+            ebx: e.ebx,
+            ecx: e.ecx,
+            edx: e.edx,
+        })
+        .collect())
+}
+
+/// Shape `base` for vCPU `vcpu_id` and load it.
+pub fn configure(
+    vcpu: &VcpuFd,
+    base: &[CpuidEntry],
+    vcpu_id: u8,
+    vcpus: u8,
+    mask: &[Feature],
+) -> Result<(), CpuidSetupError> {
+    let mut entries = base.to_vec();
+    guest_boot::cpuid::shape(
+        &mut entries,
+        &CpuidConfig {
+            vcpu_id,
+            vcpus,
+            mask,
+        },
+    );
+    let raw: Vec<kvm_cpuid_entry2> = entries
+        .iter()
+        .map(|e| kvm_cpuid_entry2 {
+            function: e.function,
+            index: e.index,
+            flags: e.flags,
+            eax: e.eax,
+            ebx: e.ebx,
+            ecx: e.ecx,
+            edx: e.edx,
+            ..Default::default()
+        })
+        .collect();
+    let cpuid = CpuId::from_entries(&raw).map_err(|_| CpuidSetupError::TooMany(raw.len()))?;
+    vcpu.set_cpuid2(&cpuid).map_err(CpuidSetupError::Set)
+}

@@ -1,0 +1,8 @@
+//! KVM plumbing: the VM file descriptor with its memory and interrupt
+//! controller ([`vm`]), vCPU set-up from plain entry state ([`regs`],
+//! [`cpuid`]), and the vCPU run loop ([`vcpu`]).
+
+pub mod cpuid;
+pub mod regs;
+pub mod vcpu;
+pub mod vm;

@@ -1,0 +1,154 @@
+//! The vCPU thread: run the guest, dispatch its port and MMIO exits to the
+//! buses, turn crashes into an outcome with a register dump.
+
+use std::sync::Arc;
+
+use kvm_ioctls::{VcpuExit, VcpuFd};
+use vm_memory::GuestMemoryMmap;
+
+use crate::control::VmControl;
+use crate::devices::Bus;
+use crate::exit::VmOutcome;
+use crate::report::{ExitKind, Phase};
+
+/// Everything a vCPU thread needs, moved into it.
+pub struct Vcpu {
+    /// Index (= APIC ID).
+    pub id: u8,
+    /// The KVM vCPU.
+    pub fd: VcpuFd,
+    /// Port I/O bus.
+    pub pio: Arc<Bus>,
+    /// MMIO bus.
+    pub mmio: Arc<Bus>,
+    /// Stop signal and timeline.
+    pub control: Arc<VmControl>,
+    /// Guest RAM, for the crash dump.
+    pub mem: GuestMemoryMmap,
+}
+
+/// What one exit asks of the run loop.
+enum Next {
+    Continue,
+    Stop(VmOutcome),
+}
+
+impl Vcpu {
+    /// Run until the guest stops or another thread stops the VM.
+    pub fn run(mut self) {
+        let timeline = self.control.timeline.clone();
+        if self.id == 0 {
+            timeline.mark(Phase::FirstKvmRun);
+        }
+        while !self.control.stopping() {
+            match self.run_once() {
+                Next::Continue => {}
+                Next::Stop(outcome) => {
+                    self.control.request_stop(outcome);
+                    break;
+                }
+            }
+        }
+    }
+
+    fn run_once(&mut self) -> Next {
+        let timeline = &self.control.timeline;
+        let exit = match self.fd.run() {
+            Ok(exit) => exit,
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                timeline.count_exit(ExitKind::Interrupted);
+                return Next::Continue;
+            }
+            Err(e) => {
+                return Next::Stop(VmOutcome::HostError(format!(
+                    "vCPU {}: KVM_RUN failed: {e}",
+                    self.id
+                )))
+            }
+        };
+        match exit {
+            VcpuExit::IoOut(port, data) => {
+                timeline.count_exit(ExitKind::IoOut);
+                // KVM reports a `rep outs` as one exit: count * size bytes.
+                let size = io_size(data.len());
+                if !self.pio.write_repeated(u64::from(port), size, data) {
+                    log::trace!("unhandled port write {port:#x}");
+                }
+                Next::Continue
+            }
+            VcpuExit::IoIn(port, data) => {
+                timeline.count_exit(ExitKind::IoIn);
+                let size = io_size(data.len());
+                if !self.pio.read_repeated(u64::from(port), size, data) {
+                    data.fill(0xff);
+                }
+                Next::Continue
+            }
+            VcpuExit::MmioRead(addr, data) => {
+                timeline.count_exit(ExitKind::MmioRead);
+                if !self.mmio.read(addr, data) {
+                    data.fill(0);
+                }
+                Next::Continue
+            }
+            VcpuExit::MmioWrite(addr, data) => {
+                timeline.count_exit(ExitKind::MmioWrite);
+                self.mmio.write(addr, data);
+                Next::Continue
+            }
+            VcpuExit::Shutdown => self.crash("triple fault (KVM_EXIT_SHUTDOWN)".into()),
+            VcpuExit::InternalError => {
+                self.crash("KVM internal error (instruction emulation failed)".into())
+            }
+            VcpuExit::FailEntry(reason, cpu) => self.crash(format!(
+                "VM entry failed: hardware reason {reason:#x} on host CPU {cpu}"
+            )),
+            VcpuExit::SystemEvent(kind, _) => {
+                timeline.count_exit(ExitKind::Other);
+                system_event(kind)
+            }
+            VcpuExit::Hlt => {
+                timeline.count_exit(ExitKind::Other);
+                Next::Continue
+            }
+            other => {
+                timeline.count_exit(ExitKind::Other);
+                let what = format!("unexpected VM exit {other:?}");
+                self.crash(what)
+            }
+        }
+    }
+
+    fn crash(&self, what: String) -> Next {
+        let dump = crate::kvm::regs::crash_dump(&self.fd, &self.mem);
+        Next::Stop(VmOutcome::Crash(format!(
+            "vCPU {}: {what}\n{dump}",
+            self.id
+        )))
+    }
+}
+
+/// Access size of a port exit: data is `count * size` bytes, size 1, 2 or 4.
+/// A string exit longer than 4 bytes is made of byte accesses unless its
+/// length says otherwise; flint's devices are all byte-wide.
+fn io_size(len: usize) -> usize {
+    if len <= 4 {
+        len
+    } else {
+        1
+    }
+}
+
+fn system_event(kind: u32) -> Next {
+    match kind {
+        kvm_bindings::KVM_SYSTEM_EVENT_SHUTDOWN => Next::Stop(VmOutcome::PowerOff),
+        kvm_bindings::KVM_SYSTEM_EVENT_RESET => Next::Stop(VmOutcome::Reset),
+        kvm_bindings::KVM_SYSTEM_EVENT_CRASH => Next::Stop(VmOutcome::Crash(
+            "guest reported a crash (KVM_SYSTEM_EVENT_CRASH)".into(),
+        )),
+        other => {
+            log::warn!("ignoring KVM system event {other}");
+            Next::Continue
+        }
+    }
+}
