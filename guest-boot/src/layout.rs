@@ -2,9 +2,10 @@
 //!
 //! ```text
 //! 0x0000_0000 ..0x0000_0500   real-mode IVT/BDA area, left zero (RAM)
-//! 0x0000_0500                 GDT used at entry
+//! 0x0000_0500                 GDT used at entry (5 descriptors)
 //! 0x0000_6000                 hvm_start_info (PVH)      | zero page (Linux boot)
-//! 0x0000_7000                 PVH memory map / module list
+//! 0x0000_7000                 PVH memory map, then the module list
+//!            ..0x0000_8FF0    boot stack (grows down from BOOT_STACK_POINTER)
 //! 0x0000_9000 ..0x0000_F000   identity page tables (PML4, PDPT, 4 PDs: 4 GiB in 2 MiB pages)
 //! 0x0002_0000                 kernel command line (up to CMDLINE_MAX bytes)
 //! 0x0009_FC00 ..0x0010_0000   reserved (EBDA, VGA hole, BIOS area)
@@ -24,6 +25,9 @@ pub const GDT_START: u64 = 0x500;
 pub const BOOT_INFO_START: u64 = 0x6000;
 /// PVH memory map entries and module list.
 pub const PVH_MEMMAP_START: u64 = 0x7000;
+/// Initial stack pointer handed to the kernel (top of the page below the
+/// page tables; both boot protocols set up their own stack early).
+pub const BOOT_STACK_POINTER: u64 = 0x8FF0;
 /// First page-table page (PML4); PDPT and four PDs follow, one page each.
 pub const PAGE_TABLES_START: u64 = 0x9000;
 /// Kernel command line.
@@ -99,6 +103,11 @@ pub struct MemoryMapEntry {
     pub kind: MemoryKind,
 }
 
+/// End of the RAM below the MMIO hole for a VM of `mem_bytes`.
+pub fn low_ram_end(mem_bytes: u64) -> u64 {
+    mem_bytes.min(MMIO_HOLE_START)
+}
+
 /// The RAM of a VM of `mem_bytes`, split around the MMIO hole: the ranges to
 /// back with host memory (and register with KVM), in ascending order.
 pub fn ram_ranges(mem_bytes: u64) -> Vec<(GuestAddress, u64)> {
@@ -161,4 +170,120 @@ pub struct VirtioMmioSlot {
     pub size: u64,
     /// Its IOAPIC interrupt line (edge-triggered, active high).
     pub irq: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ram(start: u64, end: u64) -> MemoryMapEntry {
+        MemoryMapEntry {
+            start,
+            size: end - start,
+            kind: MemoryKind::Ram,
+        }
+    }
+
+    const LEGACY_HOLE: MemoryMapEntry = MemoryMapEntry {
+        start: 0x9_FC00,
+        size: 0x10_0000 - 0x9_FC00,
+        kind: MemoryKind::Reserved,
+    };
+
+    #[test]
+    fn memory_map_of_3500_mib_splits_around_the_hole() {
+        let mem = 3500 * MIB;
+        assert_eq!(
+            memory_map(mem),
+            vec![
+                ram(0, 0x9_FC00),
+                LEGACY_HOLE,
+                ram(MIB, 3 << 30),
+                ram(4 << 30, (4 << 30) + mem - (3 << 30)),
+            ]
+        );
+    }
+
+    #[test]
+    fn memory_map_of_5000_mib_puts_the_rest_above_4_gib() {
+        let mem = 5000 * MIB;
+        let map = memory_map(mem);
+        assert_eq!(map[2], ram(MIB, 3 << 30));
+        assert_eq!(map[3], ram(4 << 30, (4 << 30) + (5000 - 3072) * MIB));
+        let ram_total: u64 = map
+            .iter()
+            .filter(|e| e.kind == MemoryKind::Ram)
+            .map(|e| e.size)
+            .sum();
+        assert_eq!(ram_total, mem - LEGACY_HOLE.size);
+    }
+
+    #[test]
+    fn memory_map_of_small_vm_has_no_high_ram() {
+        let map = memory_map(128 * MIB);
+        assert_eq!(
+            map,
+            vec![ram(0, 0x9_FC00), LEGACY_HOLE, ram(MIB, 128 * MIB)]
+        );
+    }
+
+    #[test]
+    fn memory_map_of_exactly_3_gib_has_no_high_ram() {
+        let map = memory_map(3 << 30);
+        assert_eq!(map.len(), 3);
+        assert_eq!(map[2], ram(MIB, 3 << 30));
+    }
+
+    #[test]
+    fn ram_ranges_skip_the_mmio_hole() {
+        assert_eq!(ram_ranges(512 * MIB), vec![(GuestAddress(0), 512 * MIB)]);
+        assert_eq!(
+            ram_ranges(5000 * MIB),
+            vec![
+                (GuestAddress(0), 3 << 30),
+                (GuestAddress(4 << 30), (5000 - 3072) * MIB)
+            ]
+        );
+    }
+
+    #[test]
+    fn memory_map_ram_is_backed_by_ram_ranges() {
+        for mem in [64 * MIB, 3500 * MIB, 5000 * MIB] {
+            let ranges = ram_ranges(mem);
+            for e in memory_map(mem) {
+                let end = e.start + e.size;
+                assert!(
+                    ranges.iter().any(|(s, l)| e.start >= s.0 && end <= s.0 + l),
+                    "{e:?} not backed for {mem}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn virtio_slots_are_consecutive_pages_and_irqs() {
+        let first = virtio_mmio_slot(0).unwrap();
+        assert_eq!(
+            (first.addr, first.size, first.irq),
+            (0xD000_0000, 0x1000, 5)
+        );
+        let last = virtio_mmio_slot(VIRTIO_MAX_DEVICES - 1).unwrap();
+        assert_eq!((last.addr, last.irq), (0xD001_2000, 23));
+        assert!(virtio_mmio_slot(VIRTIO_MAX_DEVICES).is_none());
+    }
+
+    #[test]
+    fn fixed_areas_do_not_overlap() {
+        // GDT (5 descriptors) < boot info page < PVH memmap page < stack < page tables.
+        assert!(GDT_START + 5 * 8 <= BOOT_INFO_START);
+        assert!(BOOT_INFO_START + 0x1000 <= PVH_MEMMAP_START);
+        assert!(PVH_MEMMAP_START < BOOT_STACK_POINTER);
+        assert!(BOOT_STACK_POINTER < PAGE_TABLES_START);
+        assert!(PAGE_TABLES_START + 6 * 0x1000 <= CMDLINE_START);
+        assert!(CMDLINE_START + CMDLINE_MAX as u64 <= EBDA_START);
+        assert!(ACPI_START >= EBDA_START && ACPI_START < HIMEM_START);
+        assert!(VIRTIO_MMIO_START >= MMIO_HOLE_START);
+        let last = virtio_mmio_slot(VIRTIO_MAX_DEVICES - 1).unwrap();
+        assert!(last.addr + last.size <= IOAPIC_START);
+    }
 }

@@ -23,5 +23,9 @@ pub mod entry;
 pub mod layout;
 pub mod loader;
 
+mod guestio;
+#[cfg(test)]
+mod testutil;
+
 mod boot;
 pub use boot::{prepare_boot, BootError, BootPlan, BootSpec, InitrdImage, PreparedBoot};

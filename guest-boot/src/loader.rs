@@ -1,6 +1,22 @@
 //! Kernel image loading: ELF with a Xen PVH note, plain ELF vmlinux, bzImage.
+//!
+//! [`load_kernel`] recognises the format from the file's first bytes and
+//! hands over to [`elf`] (ELF64, with or without `XEN_ELFNOTE_PHYS32_ENTRY`)
+//! or [`bzimage`] (Linux boot protocol 2.06+, `Documentation/arch/x86/boot.rst`).
+//! Everything the file claims is checked against the file's length and the
+//! guest's RAM before a byte is copied, so a bad image fails with a message
+//! naming the problem.
 
-use vm_memory::GuestAddress;
+use std::fs::File;
+use std::io::Read;
+
+use vm_memory::{GuestAddress, GuestMemoryMmap};
+
+use crate::guestio;
+use crate::layout::HIMEM_START;
+
+mod bzimage;
+mod elf;
 
 /// How a kernel image was recognised, which decides how it is entered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,7 +52,8 @@ pub struct LoadedKernel {
     pub entry: GuestAddress,
     /// First byte after the loaded image (initrd goes above this).
     pub end: GuestAddress,
-    /// Highest address an initrd may end at (`initrd_addr_max` + 1; 4 GiB... default per protocol).
+    /// First address an initrd must end below: the bzImage header's
+    /// `initrd_addr_max` + 1, or [`crate::layout::MMIO_HOLE_START`] for ELF kernels.
     pub initrd_addr_max: u64,
     /// Longest command line the kernel accepts, NUL included.
     pub cmdline_max: usize,
@@ -56,4 +73,112 @@ pub enum LoadError {
     /// Anything else, described.
     #[error("{0}")]
     Invalid(String),
+    /// The image could not be read.
+    #[error("cannot read the image")]
+    Read(#[source] std::io::Error),
+    /// A part of the image lies beyond the end of the file.
+    #[error("truncated: {what} ends at byte {end} but the file has {file_len} bytes")]
+    Truncated {
+        /// The part, e.g. "segment 2".
+        what: String,
+        /// Byte offset its end needs.
+        end: u64,
+        /// The file's length.
+        file_len: u64,
+    },
+    /// A part of the image does not fit in guest RAM.
+    #[error("{what} at {start:#x}..{end:#x} does not fit in guest RAM ({ram_mib} MiB)")]
+    DoesNotFit {
+        /// The part, e.g. "segment 2".
+        what: String,
+        /// Its first guest-physical byte.
+        start: u64,
+        /// Its end (exclusive), saturated on overflow.
+        end: u64,
+        /// Guest RAM size.
+        ram_mib: u64,
+    },
+    /// Copying the image into guest memory failed.
+    #[error("cannot copy {what} into guest memory")]
+    Copy {
+        /// The part being copied.
+        what: String,
+        /// What went wrong.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
+
+/// How many leading bytes [`load_kernel`] looks at to recognise the format.
+const PROBE_LEN: usize = 0x206;
+/// The four ELF magic bytes.
+const ELF_MAGIC: &[u8; 4] = b"\x7fELF";
+/// Offset of the bzImage setup header magic.
+const HDRS_OFFSET: usize = 0x202;
+
+/// Recognise the kernel image in `kernel` and load it into `mem`.
+///
+/// ELF images are loaded at their segments' physical addresses (which must
+/// lie in RAM at or above 1 MiB); a bzImage's protected-mode part is loaded
+/// at [`HIMEM_START`]. The file is read from its start whatever its current
+/// position.
+pub fn load_kernel(mem: &GuestMemoryMmap, kernel: &mut File) -> Result<LoadedKernel, LoadError> {
+    let len = guestio::file_len(kernel).map_err(LoadError::Read)?;
+    if len == 0 {
+        return Err(LoadError::Empty);
+    }
+    let mut probe = vec![0u8; (len as usize).min(PROBE_LEN)];
+    kernel.read_exact(&mut probe).map_err(LoadError::Read)?;
+    if probe.starts_with(ELF_MAGIC) {
+        elf::load(mem, kernel, len)
+    } else if probe.get(HDRS_OFFSET..HDRS_OFFSET + 4) == Some(b"HdrS") {
+        bzimage::load(mem, kernel, len)
+    } else {
+        Err(LoadError::UnknownFormat)
+    }
+}
+
+/// Check that `[start, start + len)` is RAM at or above 1 MiB, where flint
+/// keeps nothing of its own.
+fn check_placement(
+    mem: &GuestMemoryMmap,
+    what: &str,
+    start: u64,
+    len: u64,
+) -> Result<(), LoadError> {
+    if start < HIMEM_START {
+        return Err(LoadError::Invalid(format!(
+            "{what} at {start:#x} starts below 1 MiB, where flint keeps its boot structures"
+        )));
+    }
+    if !guestio::fits_in_ram(mem, start, len) {
+        return Err(LoadError::DoesNotFit {
+            what: what.to_string(),
+            start,
+            end: start.saturating_add(len),
+            ram_mib: guestio::ram_mib(mem),
+        });
+    }
+    Ok(())
+}
+
+/// Copy `len` bytes from `file` at `offset` to guest address `addr`.
+fn copy_to_guest(
+    mem: &GuestMemoryMmap,
+    file: &mut File,
+    what: &str,
+    (offset, len): (u64, u64),
+    addr: u64,
+) -> Result<(), LoadError> {
+    use std::io::{Seek, SeekFrom};
+    let copy_err = |source: Box<dyn std::error::Error + Send + Sync>| LoadError::Copy {
+        what: what.to_string(),
+        source,
+    };
+    file.seek(SeekFrom::Start(offset))
+        .map_err(|e| copy_err(Box::new(e)))?;
+    guestio::read_file_into(mem, GuestAddress(addr), file, len).map_err(|e| copy_err(Box::new(e)))
+}
+
+#[cfg(test)]
+mod tests;
