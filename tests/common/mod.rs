@@ -1,0 +1,105 @@
+//! Shared helpers for the integration tests: run the `flint` binary with a
+//! safety timeout, capture its output, parse the probe's report lines.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// The `flint` binary built by this test run.
+pub fn flint_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_flint")
+}
+
+/// The probe ELF embedded in flint (built by vmm/build.rs).
+pub fn probe_elf() -> &'static [u8] {
+    include_bytes!(env!("FLINT_PROBE_ELF"))
+}
+
+/// Every machine that runs these tests has KVM; a missing /dev/kvm is a
+/// broken machine, not a reason to skip.
+pub fn require_kvm() {
+    assert!(
+        Path::new("/dev/kvm").exists(),
+        "/dev/kvm is missing: flint's integration tests boot real guests and need KVM"
+    );
+}
+
+/// What a flint run produced.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Exit code (None if killed by a signal).
+    pub code: Option<i32>,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Outcome {
+    /// Lines the probe printed that start with `probe: <key>`.
+    pub fn probe_lines(&self, key: &str) -> Vec<&str> {
+        let prefix = format!("probe: {key}");
+        self.stdout.lines().filter(|l| l.starts_with(&prefix)).collect()
+    }
+
+    /// The single probe line starting with `probe: <key>`.
+    pub fn probe_line(&self, key: &str) -> &str {
+        let lines = self.probe_lines(key);
+        assert_eq!(lines.len(), 1, "expected one 'probe: {key}' line\n{self}");
+        lines[0]
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit code: {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}", self.code, self.stdout, self.stderr)
+    }
+}
+
+/// Run `flint run ARGS...` with stdin closed; flint's own `--timeout 60`
+/// keeps a broken guest from hanging the suite (tests may pass their own).
+pub fn flint_run(args: &[&str]) -> Outcome {
+    let mut cmd = Command::new(flint_bin());
+    cmd.arg("run");
+    if !args.contains(&"--timeout") {
+        cmd.args(["--timeout", "60"]);
+    }
+    cmd.args(args);
+    run(cmd)
+}
+
+/// Run a prepared command, capturing its output.
+pub fn run(mut cmd: Command) -> Outcome {
+    let out = cmd.stdin(Stdio::null()).output().expect("spawn flint");
+    Outcome {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A fresh scratch directory for one test.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("flint-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}
+
+/// FNV-1a 64, the hash the probe prints for the initrd.
+pub fn fnv1a64(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
