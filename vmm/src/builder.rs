@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use guest_boot::layout;
+use guest_boot::layout::{self, VirtioMmioSlot};
 use guest_boot::{BootPlan, BootSpec, InitrdImage, PreparedBoot};
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 use vm_memory::GuestMemoryMmap;
@@ -17,6 +17,7 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 use crate::config::{KernelSource, RunConfig};
 use crate::control::VmControl;
 use crate::devices::legacy::{AcpiSleep, BootMarker, ExitPort, I8042};
+use crate::devices::placeholder::Placeholder;
 use crate::devices::serial::{SerialDevice, SerialOut};
 use crate::devices::{Bus, BusError};
 use crate::exit::VmOutcome;
@@ -57,6 +58,9 @@ pub enum BuildError {
     /// A device could not be placed on a bus.
     #[error("device layout: {0}")]
     Bus(#[from] BusError),
+    /// More devices than the flat bus has slots for.
+    #[error("device {0} does not fit on the virtio-mmio bus")]
+    BusFull(usize),
     /// Registering an irqfd failed.
     #[error("KVM_IRQFD for IRQ {irq} failed: {source}")]
     Irqfd {
@@ -128,7 +132,8 @@ pub fn build(cfg: &RunConfig, timeline: Arc<BootTimeline>) -> Result<Vm, BuildEr
     timeline.mark(Phase::MemoryReady);
     let control = Arc::new(VmControl::new(timeline.clone()).map_err(BuildError::EventFd)?);
     let (pio, serial) = legacy_bus(&vm_fd, &control)?;
-    let boot = load_guest(cfg, &mem, &mut inputs)?;
+    let (mmio, slots) = mmio_bus(cfg)?;
+    let boot = load_guest(cfg, &mem, &mut inputs, &slots)?;
     timeline.mark(Phase::KernelLoaded);
     let vcpus = create_vcpus(cfg, &kvm, &vm_fd, &boot)?;
     Ok(Vm {
@@ -137,7 +142,7 @@ pub fn build(cfg: &RunConfig, timeline: Arc<BootTimeline>) -> Result<Vm, BuildEr
         mem,
         vcpus,
         pio: Arc::new(pio),
-        mmio: Arc::new(Bus::default()),
+        mmio: Arc::new(mmio),
         serial,
         control,
         boot,
@@ -235,10 +240,24 @@ fn legacy_bus(
     Ok((bus, serial))
 }
 
+/// The virtio-mmio bus, in command-line order; returns the slots for the
+/// ACPI DSDT and the kernel command line.
+fn mmio_bus(cfg: &RunConfig) -> Result<(Bus, Vec<VirtioMmioSlot>), BuildError> {
+    let mut bus = Bus::default();
+    let mut slots = Vec::new();
+    for index in 0..cfg.placeholder_devices {
+        let slot = layout::virtio_mmio_slot(index).ok_or(BuildError::BusFull(index))?;
+        bus.insert(Arc::new(Mutex::new(Placeholder)), slot.addr, slot.size)?;
+        slots.push(slot);
+    }
+    Ok((bus, slots))
+}
+
 fn load_guest(
     cfg: &RunConfig,
     mem: &GuestMemoryMmap,
     inputs: &mut Inputs,
+    slots: &[VirtioMmioSlot],
 ) -> Result<PreparedBoot, BuildError> {
     let spec = BootSpec {
         kernel: &mut inputs.kernel,
@@ -249,7 +268,7 @@ fn load_guest(
         cmdline: &cfg.cmdline,
         mem_bytes: cfg.mem_mib << 20,
         vcpus: cfg.vcpus,
-        devices: &[],
+        devices: slots,
         plan: BootPlan {
             acpi: cfg.discovery.acpi,
             cmdline_devices: cfg.discovery.cmdline,

@@ -88,6 +88,10 @@ pub struct RunArgs {
     /// The KVM device node.
     #[arg(long, value_name = "PATH", default_value = "/dev/kvm")]
     pub kvm_device: PathBuf,
+    /// Add N empty virtio-mmio slots (device ID 0, which drivers ignore), to
+    /// test a guest's bus enumeration.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub placeholder_devices: usize,
 }
 
 /// A user error in the options; the message names the option and value.
@@ -108,6 +112,9 @@ pub enum CliError {
     /// `--boot-report` empty.
     #[error("--boot-report: expected a file path or -")]
     BootReport,
+    /// Too many devices for the bus.
+    #[error("--placeholder-devices {0}: the flat bus has room for {max} devices", max = guest_boot::layout::VIRTIO_MAX_DEVICES)]
+    TooManyDevices(usize),
     /// Both discovery channels switched off.
     #[error("--no-acpi with --no-cmdline-devices leaves the guest no way to find its devices")]
     NoDiscovery,
@@ -138,6 +145,9 @@ impl TryFrom<RunArgs> for RunConfig {
         if args.no_acpi && args.no_cmdline_devices {
             return Err(CliError::NoDiscovery);
         }
+        if args.placeholder_devices > guest_boot::layout::VIRTIO_MAX_DEVICES {
+            return Err(CliError::TooManyDevices(args.placeholder_devices));
+        }
         Ok(RunConfig {
             kernel: args
                 .kernel
@@ -155,6 +165,7 @@ impl TryFrom<RunArgs> for RunConfig {
                 cmdline: !args.no_cmdline_devices,
             },
             kvm_device: args.kvm_device,
+            placeholder_devices: args.placeholder_devices,
         })
     }
 }
@@ -165,5 +176,6 @@ pub fn default_cmdline() -> &'static str {
 }
 
 fn parse_level(s: &str) -> Result<log::LevelFilter, String> {
-    s.parse().map_err(|_| format!("unknown log level {s:?} (off, error, warn, info, debug, trace)"))
+    s.parse()
+        .map_err(|_| format!("unknown log level {s:?} (off, error, warn, info, debug, trace)"))
 }

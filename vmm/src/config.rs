@@ -57,4 +57,6 @@ pub struct RunConfig {
     pub discovery: Discovery,
     /// The KVM device node.
     pub kvm_device: PathBuf,
+    /// Empty virtio-mmio slots to put on the bus.
+    pub placeholder_devices: usize,
 }

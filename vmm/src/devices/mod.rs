@@ -6,6 +6,7 @@
 
 pub mod bus;
 pub mod legacy;
+pub mod placeholder;
 pub mod serial;
 
 pub use bus::{Bus, BusDevice, BusError};

@@ -71,10 +71,11 @@ pub fn create_memory(vm: &VmFd, mem_mib: u64) -> Result<GuestMemoryMmap, VmError
         .into_iter()
         .map(|(start, len)| (start, len as usize))
         .collect();
-    let mem: GuestMemoryMmap = GuestMemoryMmap::from_ranges(&ranges).map_err(|source| VmError::Memory {
-        mib: mem_mib,
-        source,
-    })?;
+    let mem: GuestMemoryMmap =
+        GuestMemoryMmap::from_ranges(&ranges).map_err(|source| VmError::Memory {
+            mib: mem_mib,
+            source,
+        })?;
     for (slot, region) in mem.iter().enumerate() {
         let slot_def = kvm_userspace_memory_region {
             slot: slot as u32,
