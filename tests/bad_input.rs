@@ -7,7 +7,10 @@ use common::*;
 
 fn assert_flint_error(out: &Outcome, needles: &[&str]) {
     assert_eq!(out.code, Some(125), "{out}");
-    assert!(out.stderr.starts_with("flint: error:") || out.stderr.starts_with("error:"), "{out}");
+    assert!(
+        out.stderr.starts_with("flint: error:") || out.stderr.starts_with("error:"),
+        "{out}"
+    );
     for n in needles {
         assert!(out.stderr.contains(n), "stderr lacks {n:?}\n{out}");
     }

@@ -38,7 +38,11 @@ fn hardware_virtualization() -> bool {
 fn boot(kernel: &str) -> Outcome {
     require_kvm();
     let path = kernel_dir().join(kernel);
-    let timeout = if hardware_virtualization() { "30" } else { "25" };
+    let timeout = if hardware_virtualization() {
+        "30"
+    } else {
+        "25"
+    };
     flint_run(&[
         "--kernel",
         path.to_str().unwrap(),
@@ -55,8 +59,14 @@ fn check_early_log(out: &Outcome) {
     assert_ne!(out.code, Some(125), "flint refused the kernel: {out}");
     let log = &out.stdout;
     let has = |needle: &str| log.contains(needle);
-    assert!(has(&format!("Command line: console=ttyS0 reboot=k panic=-1 {PARAMS}\n"))
-        || has(&format!("Command line: console=ttyS0 reboot=k panic=-1 {PARAMS}\r\n")), "{out}");
+    assert!(
+        has(&format!(
+            "Command line: console=ttyS0 reboot=k panic=-1 {PARAMS}\n"
+        )) || has(&format!(
+            "Command line: console=ttyS0 reboot=k panic=-1 {PARAMS}\r\n"
+        )),
+        "{out}"
+    );
     let end_low = MEM_MIB * (1 << 20) - 1;
     for entry in [
         "BIOS-e820: [mem 0x0000000000000000-0x000000000009fbff] usable".to_string(),
@@ -65,17 +75,37 @@ fn check_early_log(out: &Outcome) {
     ] {
         assert!(has(&entry), "missing {entry:?}: {out}");
     }
-    assert_eq!(log.matches("BIOS-e820:").count(), 3, "unexpected e820 entries: {out}");
-    for table in ["ACPI: RSDP 0x00000000000E0000", "ACPI: XSDT", "ACPI: FACP", "ACPI: DSDT", "ACPI: APIC"] {
+    assert_eq!(
+        log.matches("BIOS-e820:").count(),
+        3,
+        "unexpected e820 entries: {out}"
+    );
+    for table in [
+        "ACPI: RSDP 0x00000000000E0000",
+        "ACPI: XSDT",
+        "ACPI: FACP",
+        "ACPI: DSDT",
+        "ACPI: APIC",
+    ] {
         assert!(has(table), "missing {table:?}: {out}");
     }
-    assert!(!log.to_lowercase().contains("checksum"), "ACPI checksum complaint: {out}");
+    assert!(
+        !log.to_lowercase().contains("checksum"),
+        "ACPI checksum complaint: {out}"
+    );
     assert!(has("Hypervisor detected: KVM"), "{out}");
     assert!(has("kvm-clock: Using msrs 4b564d01 and 4b564d00"), "{out}");
     assert!(has("clocksource: kvm-clock"), "{out}");
     if hardware_virtualization() {
-        assert!(has("VFS: Unable to mount root fs"), "full boot expected with VT-x/AMD-V: {out}");
-        assert_eq!(out.code, Some(0), "panic=-1 reboot=k should reset the VM: {out}");
+        assert!(
+            has("VFS: Unable to mount root fs"),
+            "full boot expected with VT-x/AMD-V: {out}"
+        );
+        assert_eq!(
+            out.code,
+            Some(0),
+            "panic=-1 reboot=k should reset the VM: {out}"
+        );
     } else {
         eprintln!(
             "linux_boot: no vmx/svm on this host (nested PVM): checked the early log only; \

@@ -39,7 +39,10 @@ impl Outcome {
     /// Lines the probe printed that start with `probe: <key>`.
     pub fn probe_lines(&self, key: &str) -> Vec<&str> {
         let prefix = format!("probe: {key}");
-        self.stdout.lines().filter(|l| l.starts_with(&prefix)).collect()
+        self.stdout
+            .lines()
+            .filter(|l| l.starts_with(&prefix))
+            .collect()
     }
 
     /// The single probe line starting with `probe: <key>`.
@@ -52,7 +55,11 @@ impl Outcome {
 
 impl std::fmt::Display for Outcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "exit code: {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}", self.code, self.stdout, self.stderr)
+        write!(
+            f,
+            "exit code: {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.code, self.stdout, self.stderr
+        )
     }
 }
 
@@ -88,7 +95,9 @@ pub fn scratch(name: &str) -> PathBuf {
 
 /// FNV-1a 64, the hash the probe prints for the initrd.
 pub fn fnv1a64(data: &[u8]) -> u64 {
-    data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+    data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 /// Deterministic pseudo-random bytes.
