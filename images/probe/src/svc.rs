@@ -1,0 +1,120 @@
+//! User-mode side of the service call: `int3` with rax = service number
+//! (see the ABI table in `kernel.rs`). Each call is one trip to CPL0.
+
+use core::arch::asm;
+
+use crate::kernel::svc;
+
+/// Writes `bytes` to COM1 in one `rep outsb`.
+pub fn write(bytes: &[u8]) {
+    if bytes.is_empty() {
+        return;
+    }
+    // SAFETY: the kernel reads `len` bytes from `ptr`, which `bytes` covers;
+    // it clobbers rsi and rcx (declared) and returns 0 in rax.
+    unsafe {
+        asm!("int3",
+            inout("rax") svc::WRITE => _,
+            inout("rsi") bytes.as_ptr() => _,
+            inout("rcx") bytes.len() => _,
+            options(nostack, readonly));
+    }
+}
+
+/// `out port, value`.
+pub fn outb(port: u16, value: u8) {
+    // SAFETY: the kernel performs one `out` and preserves all but rax.
+    unsafe {
+        asm!("int3",
+            inout("rax") svc::OUTB => _,
+            in("rdx") u64::from(port),
+            in("rdi") u64::from(value),
+            options(nostack, nomem));
+    }
+}
+
+/// `in port`.
+pub fn inb(port: u16) -> u8 {
+    let value: u64;
+    // SAFETY: the kernel performs one `in` and returns the byte in rax.
+    unsafe {
+        asm!("int3",
+            inout("rax") svc::INB => value,
+            in("rdx") u64::from(port),
+            options(nostack, nomem));
+    }
+    value as u8
+}
+
+/// `wrmsr`. A write the CPU refuses is a #GP in kernel mode: reported as a fault.
+pub fn wrmsr(msr: u32, value: u64) {
+    // SAFETY: the kernel performs one `wrmsr`; the only MSR written is the
+    // kvmclock one, whose target memory the caller owns (see kvmclock.rs).
+    unsafe {
+        asm!("int3",
+            inout("rax") svc::WRMSR => _,
+            in("rcx") u64::from(msr),
+            in("rdi") value,
+            options(nostack));
+    }
+}
+
+/// `rdmsr`.
+pub fn rdmsr(msr: u32) -> u64 {
+    let value: u64;
+    // SAFETY: the kernel performs one `rdmsr` and returns edx:eax in rax.
+    unsafe {
+        asm!("int3",
+            inout("rax") svc::RDMSR => value,
+            in("rcx") u64::from(msr),
+            options(nostack, nomem));
+    }
+    value
+}
+
+/// A round trip that does nothing (for measurements).
+pub fn nop() {
+    // SAFETY: the kernel returns at once, rax = 0.
+    unsafe {
+        asm!("int3", inout("rax") svc::NOP => _, options(nostack, nomem));
+    }
+}
+
+/// Spins `count` two-instruction iterations in (emulated) kernel mode.
+pub fn spin(count: u64) {
+    // SAFETY: the kernel decrements rcx to zero and returns rax = 0.
+    unsafe {
+        asm!("int3",
+            inout("rax") svc::SPIN => _,
+            inout("rcx") count => _,
+            options(nostack, nomem));
+    }
+}
+
+/// Halts forever (`cli; hlt` at CPL0).
+pub fn halt() -> ! {
+    // SAFETY: the kernel never returns from this service.
+    unsafe {
+        asm!("int3", in("rax") svc::HALT, options(nostack, nomem, noreturn));
+    }
+}
+
+/// Triple-faults the vCPU: empty IDT, then an exception.
+pub fn crash() -> ! {
+    // SAFETY: the kernel never returns from this service.
+    unsafe {
+        asm!("int3", in("rax") svc::CRASH, options(nostack, nomem, noreturn));
+    }
+}
+
+/// Reads the time-stamp counter.
+#[inline(always)]
+pub fn rdtsc() -> u64 {
+    let lo: u32;
+    let hi: u32;
+    // SAFETY: rdtsc has no memory effects; CR4.TSD is clear.
+    unsafe {
+        asm!("rdtsc", out("eax") lo, out("edx") hi, options(nostack, nomem, preserves_flags));
+    }
+    (u64::from(hi) << 32) | u64::from(lo)
+}
