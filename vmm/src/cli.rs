@@ -43,6 +43,9 @@ pub enum Command {
     /// Boot a guest and run it until it exits.
     #[command(after_help = RUN_EXAMPLES)]
     Run(RunArgs),
+    /// Boot a guest many times and print boot-time, memory and CPU figures,
+    /// side by side with QEMU microvm and the raw-KVM floor when available.
+    Bench(crate::bench::BenchArgs),
 }
 
 /// Options of `flint run`.

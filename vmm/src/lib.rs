@@ -10,6 +10,7 @@
 //! `guest-boot`; virtio devices live in `virtio-devices`. This crate wires them
 //! to KVM and must stay the only place that issues KVM ioctls.
 
+pub mod bench;
 pub mod builder;
 pub mod cli;
 pub mod config;

@@ -24,6 +24,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Run(args) => ExitCode::from(run(args, main_entered, start)),
+        Command::Bench(args) => ExitCode::from(vmm::bench::run(args)),
     }
 }
 

@@ -1,0 +1,417 @@
+//! `flint bench`: boot a guest many times and print whole-process wall time,
+//! boot-report phases and peak RSS, side by side with peers run alternately
+//! in the same session (QEMU `-M microvm`, the raw-KVM floor program), plus a
+//! guest-vs-native CPU figure from the probe's compute workload.
+//!
+//! Figures are printed, never asserted: this is a benchmark, not a test.
+
+use std::ffi::OsString;
+use std::io::Write as _;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use crate::exit::EXIT_FLINT_ERROR;
+
+#[path = "../../images/probe/src/workload.rs"]
+#[allow(dead_code, clippy::all)]
+mod workload;
+
+/// Options of `flint bench`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Measured runs per contestant.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub runs: usize,
+    /// Unmeasured runs per contestant first (page cache, CPU frequency).
+    #[arg(long, value_name = "K", default_value_t = 2)]
+    pub warmup: usize,
+    /// Guest RAM in MiB for flint and QEMU.
+    #[arg(long, value_name = "MiB", default_value_t = 64)]
+    pub mem: u64,
+    /// QEMU binary to compare with ("none" to skip; default: qemu-system-x86_64 on PATH).
+    #[arg(long, value_name = "PATH")]
+    pub qemu: Option<String>,
+    /// The raw-KVM floor program (shared/peers/floor), to compare with.
+    #[arg(long, value_name = "PATH")]
+    pub floor: Option<PathBuf>,
+    /// A trivial PVH guest (shared/peers/guest/guest.elf) to boot besides the probe.
+    #[arg(long, value_name = "PATH")]
+    pub peer_guest: Option<PathBuf>,
+    /// Iterations of the CPU workload (guest vs native); 0 skips it.
+    #[arg(long, value_name = "N", default_value_t = 200_000)]
+    pub workload: u64,
+}
+
+/// One kind of process the benchmark launches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Monitor {
+    Flint,
+    Qemu,
+    Floor,
+}
+
+impl Monitor {
+    fn name(self) -> &'static str {
+        match self {
+            Monitor::Flint => "flint",
+            Monitor::Qemu => "qemu microvm",
+            Monitor::Floor => "floor (raw KVM)",
+        }
+    }
+}
+
+/// A monitor booting a guest, and what its runs measured.
+struct Contestant {
+    monitor: Monitor,
+    guest: String,
+    cmd: Vec<OsString>,
+    /// Exit codes that count as a clean run.
+    ok_codes: &'static [i32],
+    wall_us: Vec<f64>,
+    rss_kib: Vec<f64>,
+    phases: Vec<Vec<(String, f64)>>,
+    failures: usize,
+}
+
+/// Run the benchmark; returns the process exit code.
+pub fn run(args: BenchArgs) -> u8 {
+    match bench(&args) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("flint bench: error: {e}");
+            EXIT_FLINT_ERROR
+        }
+    }
+}
+
+fn bench(args: &BenchArgs) -> Result<(), String> {
+    let dir = std::env::temp_dir().join(format!("flint-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let probe = dir.join("probe.elf");
+    std::fs::write(&probe, crate::probe::PROBE_ELF)
+        .map_err(|e| format!("{}: {e}", probe.display()))?;
+    let mut contestants = contestants(args, &probe, &dir)?;
+    println!(
+        "flint bench: {} runs each after {} warm-up, alternating; guest RAM {} MiB; host {} CPUs",
+        args.runs,
+        args.warmup,
+        args.mem,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    for round in 0..args.warmup + args.runs {
+        for c in contestants.iter_mut() {
+            measure(c, &dir, round >= args.warmup);
+        }
+    }
+    print_table(&contestants);
+    print_phases(&contestants);
+    if args.workload > 0 {
+        cpu_figure(args.workload);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+fn contestants(args: &BenchArgs, probe: &Path, dir: &Path) -> Result<Vec<Contestant>, String> {
+    let me = std::env::current_exe().map_err(|e| format!("cannot find flint's own binary: {e}"))?;
+    let qemu = match args.qemu.as_deref() {
+        Some("none") => None,
+        Some(path) => Some(PathBuf::from(path)),
+        None => find_on_path("qemu-system-x86_64"),
+    };
+    let mut guests: Vec<(String, PathBuf)> = vec![("probe".into(), probe.to_path_buf())];
+    if let Some(g) = &args.peer_guest {
+        guests.push((file_name(g), g.clone()));
+    }
+    let mut out = Vec::new();
+    for (gname, gpath) in &guests {
+        let report = dir.join("report.json");
+        let flint: Vec<OsString> = vec![
+            me.clone().into(),
+            "run".into(),
+            "--kernel".into(),
+            gpath.into(),
+            "--mem".into(),
+            args.mem.to_string().into(),
+            "--boot-report".into(),
+            report.into(),
+        ];
+        out.push(contestant(Monitor::Flint, gname, flint, &[0]));
+        if let Some(floor) = &args.floor {
+            out.push(contestant(
+                Monitor::Floor,
+                gname,
+                vec![floor.into(), gpath.into()],
+                &[0],
+            ));
+        }
+        if let Some(q) = &qemu {
+            out.push(contestant(
+                Monitor::Qemu,
+                gname,
+                qemu_cmd(q, gpath, args.mem),
+                &[1],
+            ));
+        }
+    }
+    Ok(out)
+}
+
+fn contestant(
+    monitor: Monitor,
+    guest: &str,
+    cmd: Vec<OsString>,
+    ok_codes: &'static [i32],
+) -> Contestant {
+    Contestant {
+        monitor,
+        guest: guest.to_string(),
+        cmd,
+        ok_codes,
+        wall_us: Vec::new(),
+        rss_kib: Vec::new(),
+        phases: Vec::new(),
+        failures: 0,
+    }
+}
+
+/// The QEMU line that boots a PVH ELF here (plain `-cpu host` aborts on
+/// nested PVM hosts reading MSR 0x10a); isa-debug-exit gives status 1 for a 0 write.
+fn qemu_cmd(qemu: &Path, guest: &Path, mem: u64) -> Vec<OsString> {
+    let mut cmd: Vec<OsString> = vec![qemu.into()];
+    for a in [
+        "-M",
+        "microvm,x-option-roms=off,rtc=off",
+        "-enable-kvm",
+        "-cpu",
+        "host,-arch-capabilities",
+        "-m",
+        &mem.to_string(),
+        "-nographic",
+        "-no-reboot",
+        "-nodefaults",
+        "-serial",
+        "stdio",
+        "-device",
+        "isa-debug-exit,iobase=0xf4,iosize=1",
+        "-kernel",
+    ] {
+        cmd.push(a.into());
+    }
+    cmd.push(guest.into());
+    cmd
+}
+
+fn measure(c: &mut Contestant, dir: &Path, record: bool) {
+    let report = dir.join("report.json");
+    let _ = std::fs::remove_file(&report);
+    let start = Instant::now();
+    let child = Command::new(&c.cmd[0])
+        .args(&c.cmd[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    let Ok(child) = child else {
+        c.failures += 1;
+        return;
+    };
+    let (status, rss) = wait_with_rusage(child.id() as libc::pid_t);
+    let wall = start.elapsed().as_secs_f64() * 1e6;
+    let ok = status.is_some_and(|s| c.ok_codes.contains(&s));
+    if !ok {
+        c.failures += 1;
+    }
+    if record && ok {
+        c.wall_us.push(wall);
+        c.rss_kib.push(rss as f64);
+        if c.monitor == Monitor::Flint {
+            if let Ok(json) = std::fs::read_to_string(&report) {
+                c.phases.push(phases_since_main(&json));
+            }
+        }
+    }
+}
+
+/// Reap `pid`, returning its exit code and peak RSS (KiB) from wait4.
+fn wait_with_rusage(pid: libc::pid_t) -> (Option<i32>, i64) {
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value of this plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `pid` is our child; `status` and `usage` are valid for writes.
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    if r != pid {
+        return (None, 0);
+    }
+    (
+        std::process::ExitStatus::from_raw(status).code(),
+        usage.ru_maxrss,
+    )
+}
+
+fn phases_since_main(json: &str) -> Vec<(String, f64)> {
+    let Some(start) = json.find("\"since_main_us\":{") else {
+        return Vec::new();
+    };
+    let body = &json[start + 17..];
+    let body = &body[..body.find('}').unwrap_or(body.len())];
+    body.split(',')
+        .filter_map(|kv| {
+            let (k, v) = kv.split_once(':')?;
+            Some((k.trim_matches('"').to_string(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Percentile `p` (0–100) of `v` by nearest rank; NaN for no data.
+pub fn percentile(v: &[f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * (s.len() - 1) as f64).round() as usize;
+    s[rank.min(s.len() - 1)]
+}
+
+fn print_table(cs: &[Contestant]) {
+    println!("\nwhole process, spawn to reaped (ms) and peak RSS (MiB):");
+    println!(
+        "{:<12} {:<16} {:>8} {:>8} {:>8} {:>9} {:>6}",
+        "guest", "monitor", "median", "p90", "min", "peak RSS", "fails"
+    );
+    for c in cs {
+        println!(
+            "{:<12} {:<16} {:>8.2} {:>8.2} {:>8.2} {:>9.2} {:>6}",
+            c.guest,
+            c.monitor.name(),
+            percentile(&c.wall_us, 50.0) / 1e3,
+            percentile(&c.wall_us, 90.0) / 1e3,
+            percentile(&c.wall_us, 0.0) / 1e3,
+            percentile(&c.rss_kib, 50.0) / 1024.0,
+            c.failures
+        );
+    }
+    for c in cs.iter().filter(|c| c.monitor != Monitor::Flint) {
+        let Some(f) = cs
+            .iter()
+            .find(|f| f.monitor == Monitor::Flint && f.guest == c.guest)
+        else {
+            continue;
+        };
+        let ratio = percentile(&f.wall_us, 50.0) / percentile(&c.wall_us, 50.0);
+        println!(
+            "  {}: flint / {} = {:.2}x (medians)",
+            c.guest,
+            c.monitor.name(),
+            ratio
+        );
+    }
+}
+
+fn print_phases(cs: &[Contestant]) {
+    for c in cs
+        .iter()
+        .filter(|c| c.monitor == Monitor::Flint && !c.phases.is_empty())
+    {
+        println!(
+            "\nflint boot report, {} (µs since main; median / p90):",
+            c.guest
+        );
+        let names: Vec<String> = c.phases[0].iter().map(|(k, _)| k.clone()).collect();
+        for name in names {
+            let v: Vec<f64> = c
+                .phases
+                .iter()
+                .filter_map(|p| p.iter().find(|(k, _)| *k == name).map(|(_, v)| *v))
+                .collect();
+            println!(
+                "  {:<18} {:>9.1} {:>9.1}",
+                name,
+                percentile(&v, 50.0),
+                percentile(&v, 90.0)
+            );
+        }
+    }
+}
+
+/// The same workload natively (in this process) and in the probe (user mode
+/// in the guest), compared by TSC cycles.
+fn cpu_figure(iterations: u64) {
+    let mut ws = workload::Workspace::new();
+    let mut native = Vec::new();
+    let mut result = 0;
+    for _ in 0..5 {
+        let t0 = rdtsc();
+        result = workload::run(&mut ws, iterations);
+        native.push((rdtsc() - t0) as f64);
+    }
+    let me = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("flint"));
+    let mut guest = Vec::new();
+    let mut guest_result = String::new();
+    for _ in 0..5 {
+        let out = Command::new(&me)
+            .args([
+                "run",
+                "--timeout",
+                "120",
+                "--cmdline",
+                &format!("probe.workload={iterations}"),
+            ])
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output();
+        let Ok(out) = out else { continue };
+        let text = String::from_utf8_lossy(&out.stdout);
+        if let Some(line) = text.lines().find(|l| l.starts_with("probe: workload ")) {
+            if let Some(c) = field(line, "cycles=").and_then(|c| c.parse::<f64>().ok()) {
+                guest.push(c);
+            }
+            guest_result = field(line, "result=").unwrap_or_default().to_string();
+        }
+    }
+    let (n, g) = (percentile(&native, 50.0), percentile(&guest, 50.0));
+    println!("\nCPU: {iterations} iterations of the probe's workload, median of 5, TSC cycles:");
+    println!(
+        "  native {:.0}  guest (user mode) {:.0}  guest speed = {:.1} % of native",
+        n,
+        g,
+        100.0 * n / g
+    );
+    let same = guest_result.trim_start_matches("0x") == format!("{result:x}");
+    println!(
+        "  checksums {}",
+        if same {
+            "match"
+        } else {
+            "DIFFER (guest and native workloads are not the same)"
+        }
+    );
+    let _ = std::io::stdout().flush();
+}
+
+fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.split(' ').find_map(|w| w.strip_prefix(key))
+}
+
+fn rdtsc() -> u64 {
+    // SAFETY: rdtsc has no memory effects and exists on every x86_64 CPU.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+fn find_on_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file())
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name().map_or_else(
+        || p.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
