@@ -24,7 +24,9 @@ pub fn report(hint: u64) {
     let mut root = le32(header, 16).map_or(0, u64::from);
     let mut entry_size = 4;
     if revision >= 2 {
-        let length = phys(rsdp, 36).and_then(|r| le32(r, 20)).map_or(0, u64::from);
+        let length = phys(rsdp, 36)
+            .and_then(|r| le32(r, 20))
+            .map_or(0, u64::from);
         match phys(rsdp, length).filter(|_| length >= 36) {
             Some(full) => {
                 ok &= sum(full) == 0;
@@ -71,10 +73,20 @@ fn walk_root(root: u64, entry_size: usize) -> Option<&'static [u8]> {
     let mut dsdt = None;
     for entry in table[36..].chunks_exact(entry_size).take(MAX_TABLES) {
         let addr = le(entry, 0, entry_size).unwrap_or(0);
-        let Some(t) = report_table(addr) else { continue };
+        let Some(t) = report_table(addr) else {
+            continue;
+        };
         if t.starts_with(b"FACP") {
-            let x_dsdt = if t.len() >= 148 { le64(t, 140).unwrap_or(0) } else { 0 };
-            let addr = if x_dsdt != 0 { x_dsdt } else { le32(t, 40).map_or(0, u64::from) };
+            let x_dsdt = if t.len() >= 148 {
+                le64(t, 140).unwrap_or(0)
+            } else {
+                0
+            };
+            let addr = if x_dsdt != 0 {
+                x_dsdt
+            } else {
+                le32(t, 40).map_or(0, u64::from)
+            };
             dsdt = report_table(addr).map(|d| &d[36..]);
         }
     }
@@ -123,7 +135,9 @@ fn scan() -> u64 {
         areas = [(ebda, 1024), (0xe0000, 0x20000)];
     }
     for (start, len) in areas {
-        let Some(area) = phys(start, len) else { continue };
+        let Some(area) = phys(start, len) else {
+            continue;
+        };
         for (i, candidate) in area.chunks_exact(16).enumerate() {
             if candidate.starts_with(b"RSD PTR ") {
                 let found = start + 16 * i as u64;

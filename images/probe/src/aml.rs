@@ -119,7 +119,11 @@ impl Walker<'_, '_> {
         if !ids.virtio {
             return;
         }
-        let mut dev = Device { addr: 0, size: 0, irq: 0 };
+        let mut dev = Device {
+            addr: 0,
+            size: 0,
+            irq: 0,
+        };
         if let Some((start, stop)) = ids.crs {
             self.resources(start, stop, &mut dev);
         }
@@ -131,7 +135,11 @@ impl Walker<'_, '_> {
     fn package(&self, at: usize, limit: usize) -> Option<(usize, usize)> {
         let lead = self.byte(at)?;
         let extra = usize::from(lead >> 6);
-        let mut len = if extra == 0 { usize::from(lead & 0x3f) } else { usize::from(lead & 0x0f) };
+        let mut len = if extra == 0 {
+            usize::from(lead & 0x3f)
+        } else {
+            usize::from(lead & 0x0f)
+        };
         for i in 0..extra {
             len |= usize::from(self.byte(at + 1 + i)?) << (4 + 8 * i);
         }
@@ -183,9 +191,10 @@ impl Walker<'_, '_> {
     /// but integer ids are decoded and compared all the same).
     fn is_virtio_hid(&self, at: usize) -> bool {
         match self.byte(at) {
-            Some(0x0d) => self.aml.get(at + 1..).is_some_and(|s| {
-                s.starts_with(VIRTIO_HID) && s.get(VIRTIO_HID.len()) == Some(&0)
-            }),
+            Some(0x0d) => self
+                .aml
+                .get(at + 1..)
+                .is_some_and(|s| s.starts_with(VIRTIO_HID) && s.get(VIRTIO_HID.len()) == Some(&0)),
             Some(0x0c) => self.aml.get(at + 1..at + 5).is_some_and(|b| {
                 eisa_id(u32::from_le_bytes([b[0], b[1], b[2], b[3]])).as_slice() == VIRTIO_HID
             }),
@@ -196,20 +205,28 @@ impl Walker<'_, '_> {
     /// Reads the resource descriptors of the `_CRS` buffer at `[start, stop)`.
     fn resources(&self, start: usize, stop: usize, dev: &mut Device) {
         // BufferOp PkgLength BufferSize ByteList
-        let Some((end, size_at)) = self.package(start + 1, stop) else { return };
-        let Some(mut at) = self.data_object(size_at, end) else { return };
+        let Some((end, size_at)) = self.package(start + 1, stop) else {
+            return;
+        };
+        let Some(mut at) = self.data_object(size_at, end) else {
+            return;
+        };
         let (mut have_mem, mut have_irq) = (false, false);
         while let Some(tag) = self.byte(at).filter(|_| at < end) {
             let (body, len) = if tag & 0x80 != 0 {
-                let Some(len) = self.aml.get(at + 1..at + 3) else { return };
+                let Some(len) = self.aml.get(at + 1..at + 3) else {
+                    return;
+                };
                 (at + 3, usize::from(u16::from_le_bytes([len[0], len[1]])))
             } else {
                 (at + 1, usize::from(tag & 7))
             };
-            let Some(d) = self.aml.get(body..body + len).filter(|_| body + len <= end) else { return };
+            let Some(d) = self.aml.get(body..body + len).filter(|_| body + len <= end) else {
+                return;
+            };
             let le = |off: usize, w: usize| crate::mem::le(d, off, w);
             let mem = match tag {
-                0x86 => le(1, 4).zip(le(5, 4)),                      // Memory32Fixed
+                0x86 => le(1, 4).zip(le(5, 4)), // Memory32Fixed
                 0x87 if d.first() == Some(&0) => le(7, 4).zip(le(19, 4)), // DWord memory
                 0x8a if d.first() == Some(&0) => le(11, 8).zip(le(35, 8)), // QWord memory
                 _ => None,
@@ -219,7 +236,9 @@ impl Walker<'_, '_> {
             }
             let irq = match tag {
                 0x89 if d.get(1).is_some_and(|&n| n > 0) => le(2, 4),
-                0x22 | 0x23 => le(0, 2).filter(|&m| m != 0).map(|m| u64::from(m.trailing_zeros())),
+                0x22 | 0x23 => le(0, 2)
+                    .filter(|&m| m != 0)
+                    .map(|m| u64::from(m.trailing_zeros())),
                 0x79 => return,
                 _ => None,
             };
@@ -244,5 +263,13 @@ fn eisa_id(raw: u32) -> [u8; 7] {
     let v = raw.swap_bytes();
     let letter = |shift: u32| b'@' + ((v >> shift) & 0x1f) as u8;
     let hex = |shift: u32| b"0123456789ABCDEF"[((v >> shift) & 0xf) as usize];
-    [letter(26), letter(21), letter(16), hex(12), hex(8), hex(4), hex(0)]
+    [
+        letter(26),
+        letter(21),
+        letter(16),
+        hex(12),
+        hex(8),
+        hex(4),
+        hex(0),
+    ]
 }

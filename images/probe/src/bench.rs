@@ -30,32 +30,67 @@ fn time(count: u64, mut op: impl FnMut()) -> u64 {
 /// Measures the costs of the service calls and of what user mode traps on.
 pub fn run(boot_tsc: u64, user_tsc: u64, clock: Option<&Clock>) {
     report("kernel-setup", user_tsc.wrapping_sub(boot_tsc), 1, clock);
-    report("rdtsc", time(1000, || {
-        core::hint::black_box(svc::rdtsc());
-    }), 1000, clock);
-    report("cpuid", time(100, || {
-        core::hint::black_box(__cpuid(0));
-    }), 100, clock);
+    report(
+        "rdtsc",
+        time(1000, || {
+            core::hint::black_box(svc::rdtsc());
+        }),
+        1000,
+        clock,
+    );
+    report(
+        "cpuid",
+        time(100, || {
+            core::hint::black_box(__cpuid(0));
+        }),
+        100,
+        clock,
+    );
     report("int3-nop", time(200, svc::nop), 200, clock);
     let base = time(20, || svc::spin(0));
     let spun = time(20, || svc::spin(5000));
     // 2 instructions per iteration: dec + jnz.
-    report("kernel-instruction", spun.saturating_sub(base), 20 * 2 * 5000, clock);
-    report("rdmsr-efer", time(100, || {
-        core::hint::black_box(svc::rdmsr(0xc000_0080));
-    }), 100, clock);
+    report(
+        "kernel-instruction",
+        spun.saturating_sub(base),
+        20 * 2 * 5000,
+        clock,
+    );
+    report(
+        "rdmsr-efer",
+        time(100, || {
+            core::hint::black_box(svc::rdmsr(0xc000_0080));
+        }),
+        100,
+        clock,
+    );
     report("outb-0x80", time(100, || svc::outb(0x80, 0)), 100, clock);
-    report("inb-0x3fd", time(100, || {
-        core::hint::black_box(svc::inb(0x3fd));
-    }), 100, clock);
+    report(
+        "inb-0x3fd",
+        time(100, || {
+            core::hint::black_box(svc::inb(0x3fd));
+        }),
+        100,
+        clock,
+    );
     const PAD: &[u8; 64] = b"probe: bench-pad 0123456789abcdef0123456789abcdef0123456789abcd\n";
     report("line64-rep-outsb", time(10, || svc::write(PAD)), 10, clock);
-    report("line64-per-byte-outb", time(10, || {
-        for &b in PAD {
-            svc::outb(0x3f8, b);
-        }
-    }), 10, clock);
-    report("line16-rep-outsb", time(10, || svc::write(&PAD[48..])), 10, clock);
+    report(
+        "line64-per-byte-outb",
+        time(10, || {
+            for &b in PAD {
+                svc::outb(0x3f8, b);
+            }
+        }),
+        10,
+        clock,
+    );
+    report(
+        "line16-rep-outsb",
+        time(10, || svc::write(&PAD[48..])),
+        10,
+        clock,
+    );
 }
 
 /// Executes a faulting instruction of `kind`; returns only if it did not fault.
@@ -81,6 +116,10 @@ pub fn fault(kind: &[u8]) {
             }
         }
     }
-    Line::new().s("fault kind=").bytes(kind).s(" did not fault").end();
+    Line::new()
+        .s("fault kind=")
+        .bytes(kind)
+        .s(" did not fault")
+        .end();
     say("fault none");
 }

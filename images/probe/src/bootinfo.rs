@@ -80,7 +80,9 @@ impl BootInfo {
     }
 
     fn read_pvh(&mut self) {
-        let Some(si) = phys(self.info_addr, 56) else { return };
+        let Some(si) = phys(self.info_addr, 56) else {
+            return;
+        };
         if le32(si, 0) != Some(PVH_MAGIC) {
             return;
         }
@@ -100,16 +102,21 @@ impl BootInfo {
     }
 
     fn read_zero_page(&mut self) {
-        let Some(zp) = phys(self.info_addr, 4096) else { return };
+        let Some(zp) = phys(self.info_addr, 4096) else {
+            return;
+        };
         self.valid = true;
-        let cmdline = le32(zp, 0x228).map_or(0, u64::from) | le32(zp, 0x0c8).map_or(0, u64::from) << 32;
+        let cmdline =
+            le32(zp, 0x228).map_or(0, u64::from) | le32(zp, 0x0c8).map_or(0, u64::from) << 32;
         self.cmdline = cstring(cmdline);
         let entries = le(zp, 0x1e8, 1).unwrap_or(0).min(128);
         self.map = zp.get(0x2d0..0x2d0 + entries as usize * 20).unwrap_or(&[]);
         self.map_format = MapFormat::E820;
         self.rsdp = le64(zp, 0x070).unwrap_or(0);
-        let image = le32(zp, 0x218).map_or(0, u64::from) | le32(zp, 0x0c0).map_or(0, u64::from) << 32;
-        let size = le32(zp, 0x21c).map_or(0, u64::from) | le32(zp, 0x0c4).map_or(0, u64::from) << 32;
+        let image =
+            le32(zp, 0x218).map_or(0, u64::from) | le32(zp, 0x0c0).map_or(0, u64::from) << 32;
+        let size =
+            le32(zp, 0x21c).map_or(0, u64::from) | le32(zp, 0x0c4).map_or(0, u64::from) << 32;
         if size != 0 {
             self.ramdisk = Some((image, size));
         }

@@ -61,7 +61,10 @@ pub fn memparse(s: &[u8]) -> Option<(u64, &[u8])> {
         Some(b'E' | b'e') => 60,
         _ => return Some((value, rest)),
     };
-    Some((value.checked_shl(shift).filter(|v| v >> shift == value)?, &rest[1..]))
+    Some((
+        value.checked_shl(shift).filter(|v| v >> shift == value)?,
+        &rest[1..],
+    ))
 }
 
 /// A C-style number: `0x` hex, leading `0` octal, else decimal.
@@ -83,8 +86,12 @@ fn digits(s: &[u8], radix: u32) -> Option<(u64, &[u8])> {
     let mut value: u64 = 0;
     let mut used = 0;
     for &b in s {
-        let Some(d) = (b as char).to_digit(radix) else { break };
-        value = value.checked_mul(u64::from(radix))?.checked_add(u64::from(d))?;
+        let Some(d) = (b as char).to_digit(radix) else {
+            break;
+        };
+        value = value
+            .checked_mul(u64::from(radix))?
+            .checked_add(u64::from(d))?;
         used += 1;
     }
     (used > 0).then(|| (value, &s[used..]))

@@ -51,7 +51,8 @@ pub struct Clock {
 impl Clock {
     /// Nanoseconds of guest system time at TSC value `tsc`.
     pub fn ns_at(&self, tsc: u64) -> u64 {
-        self.system_time.wrapping_add(self.scale(tsc.wrapping_sub(self.tsc_timestamp)))
+        self.system_time
+            .wrapping_add(self.scale(tsc.wrapping_sub(self.tsc_timestamp)))
     }
 
     /// A TSC interval in nanoseconds.

@@ -45,7 +45,11 @@ extern "C" {
 /// the first user-mode instruction.
 #[no_mangle]
 extern "C" fn probe_main(entry: u64, info_addr: u64, user_tsc: u64) -> ! {
-    let entry = if entry == 0 { Entry::Pvh } else { Entry::Linux64 };
+    let entry = if entry == 0 {
+        Entry::Pvh
+    } else {
+        Entry::Linux64
+    };
     say(match entry {
         Entry::Pvh => "flint probe v1 entry=pvh",
         Entry::Linux64 => "flint probe v1 entry=linux64",
@@ -143,7 +147,9 @@ fn report_initrds(info: &BootInfo) {
 
 /// FNV-1a, 64-bit.
 fn fnv1a64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 /// The workload's memory; static so the probe's stack stays small.
@@ -175,7 +181,9 @@ fn finish(cmdline: &[u8]) -> ! {
         say("halt");
         svc::halt();
     }
-    let status = cmdline::param_u64(cmdline, "probe.exit").filter(|&s| s <= 255).unwrap_or(0) as u8;
+    let status = cmdline::param_u64(cmdline, "probe.exit")
+        .filter(|&s| s <= 255)
+        .unwrap_or(0) as u8;
     exit(status)
 }
 

@@ -109,7 +109,12 @@ pub fn phys(addr: u64, len: u64) -> Option<&'static [u8]> {
 /// Little-endian u8/u16/u32/u64 at `off` of `b`, if in bounds.
 pub fn le(b: &[u8], off: usize, width: usize) -> Option<u64> {
     let bytes = b.get(off..off.checked_add(width)?)?;
-    Some(bytes.iter().rev().fold(0u64, |acc, &x| (acc << 8) | u64::from(x)))
+    Some(
+        bytes
+            .iter()
+            .rev()
+            .fold(0u64, |acc, &x| (acc << 8) | u64::from(x)),
+    )
 }
 
 /// Little-endian u32 at `off`.

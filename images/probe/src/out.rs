@@ -14,7 +14,10 @@ pub struct Line {
 impl Line {
     /// A new line holding `probe: `.
     pub fn new() -> Line {
-        let mut line = Line { buf: [0; CAPACITY], len: 0 };
+        let mut line = Line {
+            buf: [0; CAPACITY],
+            len: 0,
+        };
         line.s("probe: ");
         line
     }
@@ -54,7 +57,11 @@ impl Line {
 
     /// Appends `0x` and `value` in lower-case hex, no leading zeros.
     pub fn hex(&mut self, value: u64) -> &mut Line {
-        let width = if value == 0 { 1 } else { (67 - value.leading_zeros() as usize) / 4 };
+        let width = if value == 0 {
+            1
+        } else {
+            (67 - value.leading_zeros() as usize) / 4
+        };
         self.s("0x").hex_digits(value, width)
     }
 

@@ -11,12 +11,13 @@ pub fn write(bytes: &[u8]) {
         return;
     }
     // SAFETY: the kernel reads `len` bytes from `ptr`, which `bytes` covers;
-    // it clobbers rsi and rcx (declared) and returns 0 in rax.
+    // it clobbers rsi, rcx and rdx (declared).
     unsafe {
         asm!("int3",
             inout("rax") svc::WRITE => _,
             inout("rsi") bytes.as_ptr() => _,
             inout("rcx") bytes.len() => _,
+            out("rdx") _,
             options(nostack, readonly));
     }
 }

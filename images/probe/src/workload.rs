@@ -30,7 +30,13 @@ struct Record {
     str_comp: [u8; STR_LEN],
 }
 
-const RECORD: Record = Record { next: 0, discr: 0, enum_comp: 2, int_comp: 40, str_comp: *STRING_1 };
+const RECORD: Record = Record {
+    next: 0,
+    discr: 0,
+    enum_comp: 2,
+    int_comp: 40,
+    str_comp: *STRING_1,
+};
 
 /// All the memory the workload touches (about 12 KiB).
 pub struct Workspace {
@@ -72,7 +78,10 @@ pub fn run(ws: &mut Workspace, iterations: u64) -> u64 {
     for i in 0..iterations {
         let ws = black_box(&mut *ws);
         for pass in 0..PASSES {
-            sum = mix(sum, dhrystone_pass(ws, (i as u32).wrapping_mul(PASSES).wrapping_add(pass)));
+            sum = mix(
+                sum,
+                dhrystone_pass(ws, (i as u32).wrapping_mul(PASSES).wrapping_add(pass)),
+            );
         }
         sum = mix(sum, scramble(ws, i as u32));
     }
@@ -80,7 +89,9 @@ pub fn run(ws: &mut Workspace, iterations: u64) -> u64 {
 }
 
 fn mix(sum: u64, value: u64) -> u64 {
-    (sum ^ value).wrapping_mul(0x0000_0100_0000_01b3).rotate_left(7)
+    (sum ^ value)
+        .wrapping_mul(0x0000_0100_0000_01b3)
+        .rotate_left(7)
 }
 
 /// One pass of Dhrystone's main loop body, on varying data.
@@ -98,13 +109,17 @@ fn dhrystone_pass(ws: &mut Workspace, n: u32) -> u64 {
     let int_3 = int_1.wrapping_mul(5).wrapping_sub(int_2) | 1;
     int_2 = int_2.wrapping_mul(int_1);
     int_1 = int_2 / int_3;
-    int_2 = int_2.wrapping_sub(int_3).wrapping_mul(7).wrapping_sub(int_1);
+    int_2 = int_2
+        .wrapping_sub(int_3)
+        .wrapping_mul(7)
+        .wrapping_sub(int_1);
     let int_loc = (int_1.wrapping_add(int_2).wrapping_add(n) % 40) as usize + 5;
 
     // Arrays (Proc_8).
     ws.arr1[int_loc] = int_2;
     ws.arr1[int_loc + 1] = ws.arr1[int_loc];
-    ws.arr1[int_loc - 5 + 30 % 10] = int_loc as u32;
+    let carried = ws.arr1[(int_loc + 30) % ARR];
+    ws.arr1[(int_loc + 30) % ARR] = carried.rotate_left(3) ^ int_loc as u32;
     for index in int_loc..int_loc + 2 {
         ws.arr2[int_loc][index] = int_loc as u32;
     }
@@ -128,9 +143,14 @@ fn dhrystone_pass(ws: &mut Workspace, n: u32) -> u64 {
     str_copy(&mut rec.str_comp, &ws.str2);
     let r = &ws.records[ws.records[b].next];
 
-    u64::from(int_1) ^ u64::from(int_2) << 8 ^ u64::from(ws.arr1[int_loc]) << 16
-        ^ u64::from(r.int_comp) << 24 ^ u64::from(r.enum_comp) << 40
-        ^ (order as u64) << 48 ^ u64::from(ws.arr2[int_loc][int_loc - 1]) << 52
+    u64::from(int_1)
+        ^ u64::from(int_2) << 8
+        ^ u64::from(ws.arr1[int_loc]) << 16
+        ^ u64::from(r.int_comp) << 24
+        ^ u64::from(carried) << 30
+        ^ u64::from(r.enum_comp) << 40
+        ^ (order as u64) << 48
+        ^ u64::from(ws.arr2[int_loc][int_loc - 1]) << 52
 }
 
 /// Memory traffic: a pseudo-random walk over the buffer and the 2-D array.
