@@ -73,6 +73,20 @@ pub const ACPI_SLEEP_CONTROL_PORT: u16 = 0x3c0;
 /// ACPI sleep status register (HW-reduced FADT), one byte.
 pub const ACPI_SLEEP_STATUS_PORT: u16 = 0x3c1;
 
+// The fixed areas below 1 MiB must not overlap: GDT (5 descriptors) <
+// boot info page < PVH memory map page < stack < page tables (6 pages) <
+// command line < EBDA; the ACPI tables sit in the legacy hole.
+const _: () = {
+    assert!(GDT_START + 5 * 8 <= BOOT_INFO_START);
+    assert!(BOOT_INFO_START + 0x1000 <= PVH_MEMMAP_START);
+    assert!(PVH_MEMMAP_START < BOOT_STACK_POINTER);
+    assert!(BOOT_STACK_POINTER < PAGE_TABLES_START);
+    assert!(PAGE_TABLES_START + 6 * 0x1000 <= CMDLINE_START);
+    assert!(CMDLINE_START + CMDLINE_MAX as u64 <= EBDA_START);
+    assert!(ACPI_START >= EBDA_START && ACPI_START < HIMEM_START);
+    assert!(VIRTIO_MMIO_START >= MMIO_HOLE_START);
+};
+
 /// Kind of an e820 / PVH memory map entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MemoryKind {
@@ -273,16 +287,7 @@ mod tests {
     }
 
     #[test]
-    fn fixed_areas_do_not_overlap() {
-        // GDT (5 descriptors) < boot info page < PVH memmap page < stack < page tables.
-        assert!(GDT_START + 5 * 8 <= BOOT_INFO_START);
-        assert!(BOOT_INFO_START + 0x1000 <= PVH_MEMMAP_START);
-        assert!(PVH_MEMMAP_START < BOOT_STACK_POINTER);
-        assert!(BOOT_STACK_POINTER < PAGE_TABLES_START);
-        assert!(PAGE_TABLES_START + 6 * 0x1000 <= CMDLINE_START);
-        assert!(CMDLINE_START + CMDLINE_MAX as u64 <= EBDA_START);
-        assert!(ACPI_START >= EBDA_START && ACPI_START < HIMEM_START);
-        assert!(VIRTIO_MMIO_START >= MMIO_HOLE_START);
+    fn last_virtio_window_ends_below_the_ioapic() {
         let last = virtio_mmio_slot(VIRTIO_MAX_DEVICES - 1).unwrap();
         assert!(last.addr + last.size <= IOAPIC_START);
     }

@@ -93,9 +93,7 @@ impl Note {
 }
 
 fn pad4(v: &mut Vec<u8>) {
-    while v.len() % 4 != 0 {
-        v.push(0);
-    }
+    v.resize(v.len().next_multiple_of(4), 0);
 }
 
 /// Encode `notes` as the contents of one PT_NOTE segment.
