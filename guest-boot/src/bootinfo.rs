@@ -11,7 +11,7 @@ use linux_loader::bootparam::{boot_e820_entry, boot_params, setup_header, LOADED
 use linux_loader::start_info::{hvm_memmap_table_entry, hvm_modlist_entry, hvm_start_info};
 use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemoryError, GuestMemoryMmap};
 
-use crate::layout::{MemoryMapEntry, BOOT_INFO_START, PAGE_TABLES_START, PVH_MEMMAP_START};
+use crate::layout::{MemoryMapEntry, BOOT_INFO_START, PVH_MEMMAP_START};
 
 /// `hvm_start_info.magic`.
 pub const XEN_HVM_START_MAGIC: u32 = 0x336e_c578;
@@ -27,6 +27,8 @@ const BUILT_HEADER_VERSION: u16 = 0x020f;
 const LOADER_TYPE_UNDEFINED: u8 = 0xff;
 /// `kernel_alignment` claimed by a built header (Linux's default 16 MiB).
 const BUILT_KERNEL_ALIGNMENT: u32 = 0x100_0000;
+/// Room for the PVH memory map and module list: one page.
+const PVH_MEMMAP_ROOM: usize = 0x1000;
 /// Offset of the setup header in the zero page.
 const SETUP_HEADER_OFFSET: usize = 0x1f1;
 /// End of the room for the setup header in the zero page.
@@ -97,7 +99,7 @@ pub fn write_start_info(
     info: &BootInfo<'_>,
 ) -> Result<GuestAddress, BootInfoError> {
     let entries = info.memory_map.len();
-    let room = (PAGE_TABLES_START - PVH_MEMMAP_START) as usize;
+    let room = PVH_MEMMAP_ROOM;
     let needed = entries * size_of::<hvm_memmap_table_entry>() + size_of::<hvm_modlist_entry>();
     if needed > room {
         let max = (room - size_of::<hvm_modlist_entry>()) / size_of::<hvm_memmap_table_entry>();

@@ -4,13 +4,16 @@
 //! 0x0000_0000 ..0x0000_0500   real-mode IVT/BDA area, left zero (RAM)
 //! 0x0000_0500                 GDT used at entry (5 descriptors)
 //! 0x0000_6000                 hvm_start_info (PVH)      | zero page (Linux boot)
-//! 0x0000_7000                 PVH memory map, then the module list
-//!            ..0x0000_8FF0    boot stack (grows down from BOOT_STACK_POINTER)
+//! 0x0000_7000 ..0x0000_8000   PVH memory map (24-byte entries), then the module list
+//! 0x0000_8000 ..0x0000_8FF0   boot stack (grows down from BOOT_STACK_POINTER)
 //! 0x0000_9000 ..0x0000_F000   identity page tables (PML4, PDPT, 4 PDs: 4 GiB in 2 MiB pages)
-//! 0x0002_0000                 kernel command line (up to CMDLINE_MAX bytes)
+//! 0x0002_0000                 kernel command line, NUL-terminated (the kernel's limit,
+//!                             CMDLINE_MAX for ELF kernels; never past EBDA_START)
 //! 0x0009_FC00 ..0x0010_0000   reserved (EBDA, VGA hole, BIOS area)
 //! 0x000E_0000                 RSDP, then XSDT, FADT, MADT, DSDT (inside the reserved range)
-//! 0x0010_0000 ..              kernel image, then free RAM; initrd at the top of low RAM
+//! 0x0010_0000 ..              bzImage protected-mode part; ELF segments at their p_paddr
+//!                             (Linux: 16 MiB); initrd page-aligned at the top of low RAM
+//!                             (below the kernel's initrd_addr_max)
 //! MMIO_HOLE_START .. 4 GiB    no RAM: virtio-mmio windows, IOAPIC, LAPIC
 //! 4 GiB ..                    the rest of RAM when --mem exceeds MMIO_HOLE_START
 //! ```
@@ -23,7 +26,7 @@ pub const MIB: u64 = 1 << 20;
 pub const GDT_START: u64 = 0x500;
 /// `hvm_start_info` (PVH) or the zero page (Linux boot protocol).
 pub const BOOT_INFO_START: u64 = 0x6000;
-/// PVH memory map entries and module list.
+/// PVH memory map entries and module list (one page).
 pub const PVH_MEMMAP_START: u64 = 0x7000;
 /// Initial stack pointer handed to the kernel (top of the page below the
 /// page tables; both boot protocols set up their own stack early).
@@ -79,7 +82,7 @@ pub const ACPI_SLEEP_STATUS_PORT: u16 = 0x3c1;
 const _: () = {
     assert!(GDT_START + 5 * 8 <= BOOT_INFO_START);
     assert!(BOOT_INFO_START + 0x1000 <= PVH_MEMMAP_START);
-    assert!(PVH_MEMMAP_START < BOOT_STACK_POINTER);
+    assert!(PVH_MEMMAP_START + 0x1000 < BOOT_STACK_POINTER);
     assert!(BOOT_STACK_POINTER < PAGE_TABLES_START);
     assert!(PAGE_TABLES_START + 6 * 0x1000 <= CMDLINE_START);
     assert!(CMDLINE_START + CMDLINE_MAX as u64 <= EBDA_START);

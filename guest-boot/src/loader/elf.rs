@@ -147,7 +147,7 @@ fn validate_segments(
             )));
         }
         let end = p.p_offset.saturating_add(p.p_filesz);
-        if end > file_len {
+        if p.p_filesz > 0 && end > file_len {
             return Err(LoadError::Truncated {
                 what,
                 end,
@@ -279,7 +279,9 @@ fn load_segments(
     let mut end = 0;
     for (i, p) in loadable(phdrs) {
         let what = format!("segment {i}");
-        copy_to_guest(mem, file, &what, (p.p_offset, p.p_filesz), p.p_paddr)?;
+        if p.p_filesz > 0 {
+            copy_to_guest(mem, file, &what, (p.p_offset, p.p_filesz), p.p_paddr)?;
+        }
         let bss = GuestAddress(p.p_paddr + p.p_filesz);
         guestio::zero_fill(mem, bss, p.p_memsz - p.p_filesz).map_err(|e| LoadError::Copy {
             what: what.clone(),

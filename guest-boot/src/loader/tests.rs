@@ -66,6 +66,26 @@ fn elf_bss_is_zeroed_and_counts_towards_end() {
 }
 
 #[test]
+fn elf_bss_only_segment_needs_no_file_bytes() {
+    let mem = guest_mem(64);
+    mem.write_slice(&[0xff; 0x100], GuestAddress(KERNEL_AT + 0x10_0000))
+        .unwrap();
+    let bss = Seg {
+        paddr: KERNEL_AT + 0x10_0000,
+        vaddr: KERNEL_AT + 0x10_0000,
+        data: vec![],
+        memsz: 0x100,
+    };
+    let mut image = build_elf(KERNEL_AT, &[Seg::identity(KERNEL_AT, code(0x10)), bss], &[]);
+    // Point the BSS segment's file offset far past the end of the file.
+    let offset_field = 64 + 56 + 8;
+    image[offset_field..offset_field + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+    let k = load_kernel(&mem, &mut file_with(&image)).unwrap();
+    assert_eq!(read_mem(&mem, KERNEL_AT + 0x10_0000, 0x100), vec![0; 0x100]);
+    assert_eq!(k.end, GuestAddress(KERNEL_AT + 0x10_0100));
+}
+
+#[test]
 fn elf_end_is_the_highest_segment_end() {
     let segs = [
         Seg::identity(KERNEL_AT + 0x20_0000, code(0x80)),
