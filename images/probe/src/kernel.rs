@@ -59,7 +59,6 @@ pub mod svc {
 global_asm!(
     r#"
     .set KERNEL_CS, 0x08
-    .set KERNEL_DS, 0x10
     .set USER_SS,   0x1b
     .set USER_CS,   0x23
     .set TSS_SEL,   0x28
@@ -120,11 +119,9 @@ probe_linux64_entry:
     lgdt probe_gdt_ptr(%rip)
 
 /* ---- common 64-bit setup, then iretq to user mode ----------------------- */
+/* ds/es/ss are not reloaded: 64-bit mode ignores them, and the iretq below
+ * loads the user ones (each load costs ~1 us emulated). */
 probe_common:
-    movl $KERNEL_DS, %eax
-    movl %eax, %ss
-    movl %eax, %ds
-    movl %eax, %es
     movl $probe_kstack_top, %esp
     movl $TSS_SEL, %eax
     ltr %ax
