@@ -70,7 +70,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub vcpus: u16,
     /// Stop the guest after SECS seconds (fractions allowed) and exit 124.
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
     pub timeout: Option<f64>,
     /// Write the boot report (JSON) to FILE, or to stdout with `-`.
     #[arg(long, value_name = "FILE|-")]
