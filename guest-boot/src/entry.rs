@@ -134,7 +134,8 @@ pub enum EntryError {
     PageTables(#[source] GuestMemoryError),
 }
 
-/// Encode a segment descriptor from `flags` (see [`CODE64_FLAGS`] etc.),
+/// Encode a segment descriptor from `flags` (access byte in bits 0-7,
+/// G/DB/L/AVL in bits 12-15, e.g. 0xa09b for 64-bit code),
 /// `base` and a 20-bit `limit`.
 pub fn gdt_entry(flags: u16, base: u32, limit: u32) -> u64 {
     let base = u64::from(base);

@@ -1,8 +1,9 @@
 //! Kernel image loading: ELF with a Xen PVH note, plain ELF vmlinux, bzImage.
 //!
 //! [`load_kernel`] recognises the format from the file's first bytes and
-//! hands over to [`elf`] (ELF64, with or without `XEN_ELFNOTE_PHYS32_ENTRY`)
-//! or [`bzimage`] (Linux boot protocol 2.06+, `Documentation/arch/x86/boot.rst`).
+//! hands over to the `elf` submodule (ELF64, with or without
+//! `XEN_ELFNOTE_PHYS32_ENTRY`) or the `bzimage` one (Linux boot protocol
+//! 2.06+, `Documentation/arch/x86/boot.rst`).
 //! Everything the file claims is checked against the file's length and the
 //! guest's RAM before a byte is copied, so a bad image fails with a message
 //! naming the problem.
@@ -27,8 +28,8 @@ pub enum KernelFormat {
     /// ELF without the note: 64-bit Linux boot protocol at `e_entry`, long
     /// mode with identity paging, `rsi` = zero page.
     Elf64,
-    /// bzImage: protected-mode part loaded at its `code32_start`, entered at
-    /// the 64-bit entry (`+0x200`) with `rsi` = zero page.
+    /// bzImage: protected-mode part loaded at 1 MiB, entered at the 64-bit
+    /// entry (`+0x200`) in long mode with `rsi` = zero page.
     BzImage,
 }
 
@@ -50,7 +51,8 @@ pub struct LoadedKernel {
     pub format: KernelFormat,
     /// First instruction (guest-physical).
     pub entry: GuestAddress,
-    /// First byte after the loaded image (initrd goes above this).
+    /// First byte after the loaded image (initrd goes above this); for a
+    /// bzImage, after the room it decompresses into (`init_size`).
     pub end: GuestAddress,
     /// First address an initrd must end below: the bzImage header's
     /// `initrd_addr_max` + 1, or [`crate::layout::MMIO_HOLE_START`] for ELF kernels.
