@@ -130,6 +130,7 @@ pub fn build(cfg: &RunConfig, timeline: Arc<BootTimeline>) -> Result<Vm, BuildEr
     timeline.mark(Phase::VmCreated);
     let mem = vm::create_memory(&vm_fd, cfg.mem_mib)?;
     timeline.mark(Phase::MemoryReady);
+    vm::create_irqchip(&vm_fd)?;
     let control = Arc::new(VmControl::new(timeline.clone()).map_err(BuildError::EventFd)?);
     let (pio, serial) = legacy_bus(&vm_fd, &control)?;
     let (mmio, slots) = mmio_bus(cfg)?;
