@@ -28,6 +28,7 @@ pub struct SerialOut {
     fd: std::mem::ManuallyDrop<std::fs::File>,
     buf: Vec<u8>,
     timeline: Arc<BootTimeline>,
+    at_line_start: bool,
 }
 
 impl SerialOut {
@@ -42,6 +43,7 @@ impl SerialOut {
             fd: std::mem::ManuallyDrop::new(file),
             buf: Vec::with_capacity(4096),
             timeline,
+            at_line_start: true,
         }
     }
 }
@@ -59,6 +61,9 @@ impl Write for SerialOut {
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
+        if let Some(&last) = self.buf.last() {
+            self.at_line_start = last == b'\n';
+        }
         let res = self.fd.write_all(&self.buf);
         self.buf.clear();
         res
@@ -115,5 +120,11 @@ impl SerialDevice {
     /// Push any buffered guest output.
     pub fn flush_output(&mut self) {
         BusDevice::flush(self);
+    }
+
+    /// Whether the guest's output so far ends a line (or is empty), so that
+    /// flint's own text on the same stream can start on a fresh line.
+    pub fn at_line_start(&self) -> bool {
+        self.uart.writer().at_line_start
     }
 }

@@ -2,6 +2,9 @@
 
 use guest_boot::cpuid::{CpuidConfig, CpuidEntry, Feature};
 use kvm_bindings::{kvm_cpuid_entry2, CpuId, KVM_MAX_CPUID_ENTRIES};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::JoinHandle;
+
 use kvm_ioctls::{Kvm, VcpuFd};
 
 /// Why CPUID could not be set.
@@ -36,6 +39,42 @@ pub fn supported(kvm: &Kvm) -> Result<Vec<CpuidEntry>, CpuidSetupError> {
             edx: e.edx,
         })
         .collect())
+}
+
+type CpuidJob = JoinHandle<Result<Vec<CpuidEntry>, CpuidSetupError>>;
+
+/// KVM_GET_SUPPORTED_CPUID run on its own thread from the moment /dev/kvm
+/// is open: it is the slowest ioctl of a boot (~350 µs on nested hosts) and
+/// needs no VM, so it overlaps VM creation instead of delaying the vCPU.
+pub struct SupportedCpuid {
+    job: Mutex<Option<CpuidJob>>,
+    result: OnceLock<Result<Vec<CpuidEntry>, String>>,
+}
+
+impl SupportedCpuid {
+    /// Start fetching.
+    pub fn fetch(kvm: Arc<Kvm>) -> std::io::Result<Self> {
+        let job = std::thread::Builder::new()
+            .name("cpuid".into())
+            .spawn(move || supported(&kvm))?;
+        Ok(SupportedCpuid {
+            job: Mutex::new(Some(job)),
+            result: OnceLock::new(),
+        })
+    }
+
+    /// The entries, waiting for the fetch if it is still running.
+    pub fn get(&self) -> Result<&[CpuidEntry], String> {
+        let result = self.result.get_or_init(|| {
+            let job = self.job.lock().unwrap_or_else(|p| p.into_inner()).take();
+            match job.map(JoinHandle::join) {
+                Some(Ok(r)) => r.map_err(|e| e.to_string()),
+                Some(Err(_)) => Err("the CPUID thread panicked".into()),
+                None => Err("CPUID was already taken".into()),
+            }
+        });
+        result.as_deref().map_err(Clone::clone)
+    }
 }
 
 /// Shape `base` for vCPU `vcpu_id` and load it.

@@ -3,6 +3,7 @@
 //! [`cpuid`]), and the vCPU run loop ([`vcpu`]).
 
 pub mod cpuid;
+pub mod irq;
 pub mod regs;
 pub mod vcpu;
 pub mod vm;

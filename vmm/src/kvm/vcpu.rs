@@ -1,17 +1,117 @@
 //! The vCPU thread: run the guest, dispatch its port and MMIO exits to the
 //! buses, turn crashes into an outcome with a register dump.
 
+use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 
-use kvm_ioctls::{VcpuExit, VcpuFd};
+use guest_boot::cpuid::Feature;
+use guest_boot::entry::EntryState;
+use kvm_ioctls::{VcpuExit, VcpuFd, VmFd};
 use vm_memory::GuestMemoryMmap;
+
+use super::{cpuid, regs};
 
 use crate::control::VmControl;
 use crate::devices::Bus;
 use crate::exit::VmOutcome;
 use crate::report::{ExitKind, Phase};
 
-/// Everything a vCPU thread needs, moved into it.
+/// What every vCPU thread of one VM shares.
+pub struct VcpuShared {
+    /// The VM.
+    pub vm: Arc<VmFd>,
+    /// KVM's supported CPUID, being fetched since before the VM existed.
+    pub cpuid: cpuid::SupportedCpuid,
+    /// Features hidden from the guest.
+    pub mask: Vec<Feature>,
+    /// vCPU count.
+    pub vcpus: u8,
+    /// Port I/O bus.
+    pub pio: Arc<Bus>,
+    /// MMIO bus.
+    pub mmio: Arc<Bus>,
+    /// Stop signal and timeline.
+    pub control: Arc<VmControl>,
+    /// Guest RAM.
+    pub mem: GuestMemoryMmap,
+}
+
+/// Why a vCPU could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum VcpuError {
+    /// KVM_CREATE_VCPU failed.
+    #[error("KVM_CREATE_VCPU {id} failed: {source}")]
+    Create {
+        /// vCPU index.
+        id: u8,
+        /// The cause.
+        #[source]
+        source: kvm_ioctls::Error,
+    },
+    /// The supported CPUID could not be read.
+    #[error("{0}")]
+    SupportedCpuid(String),
+    /// CPUID could not be set.
+    #[error(transparent)]
+    Cpuid(#[from] cpuid::CpuidSetupError),
+    /// Registers could not be set.
+    #[error(transparent)]
+    Regs(#[from] regs::RegsError),
+}
+
+/// Start the thread of vCPU `id`: it creates and configures its vCPU, waits
+/// for the entry state on `entry` (the boot vCPU) and runs the guest. A
+/// set-up failure stops the VM with a host error naming it.
+pub fn spawn_vcpu(
+    shared: Arc<VcpuShared>,
+    id: u8,
+    entry: Option<Receiver<EntryState>>,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name(format!("vcpu{id}"))
+        .spawn(move || {
+            let fd = match create(&shared, id) {
+                Ok(fd) => fd,
+                Err(e) => {
+                    return shared
+                        .control
+                        .request_stop(VmOutcome::HostError(format!("vCPU {id}: {e}")))
+                }
+            };
+            if let Some(rx) = entry {
+                // A closed channel means the kernel never loaded; flint is exiting with that error.
+                let Ok(state) = rx.recv() else { return };
+                if let Err(e) = regs::set_entry_state(&fd, &state) {
+                    return shared
+                        .control
+                        .request_stop(VmOutcome::HostError(format!("vCPU {id}: {e}")));
+                }
+            }
+            let vcpu = Vcpu {
+                id,
+                fd,
+                pio: shared.pio.clone(),
+                mmio: shared.mmio.clone(),
+                control: shared.control.clone(),
+                mem: shared.mem.clone(),
+            };
+            vcpu.run();
+        })?;
+    Ok(())
+}
+
+fn create(shared: &VcpuShared, id: u8) -> Result<VcpuFd, VcpuError> {
+    let fd = shared
+        .vm
+        .create_vcpu(u64::from(id))
+        .map_err(|source| VcpuError::Create { id, source })?;
+    let base = shared.cpuid.get().map_err(VcpuError::SupportedCpuid)?;
+    cpuid::configure(&fd, base, id, shared.vcpus, &shared.mask)?;
+    regs::set_common_state(&fd)?;
+    Ok(fd)
+}
+
+/// Everything a vCPU thread needs while it runs the guest.
 pub struct Vcpu {
     /// Index (= APIC ID).
     pub id: u8,
@@ -106,6 +206,11 @@ impl Vcpu {
             VcpuExit::SystemEvent(kind, _) => {
                 timeline.count_exit(ExitKind::Other);
                 system_event(kind)
+            }
+            VcpuExit::IoapicEoi(_) => {
+                // Every pin is delivered edge-triggered: no Remote IRR to clear.
+                timeline.count_exit(ExitKind::Other);
+                Next::Continue
             }
             VcpuExit::Hlt => {
                 timeline.count_exit(ExitKind::Other);

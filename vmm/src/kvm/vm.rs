@@ -6,9 +6,6 @@ use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::{Kvm, VmFd};
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
-/// KVM's three-page TSS for real-mode emulation, placed in the MMIO hole.
-const KVM_TSS_ADDRESS: usize = 0xfffb_d000;
-
 /// Why the VM could not be created.
 #[derive(Debug, thiserror::Error)]
 pub enum VmError {
@@ -61,18 +58,6 @@ pub fn create_vm(kvm: &Kvm) -> Result<VmFd, VmError> {
         what: "KVM_CREATE_VM",
         source,
     })
-}
-
-/// Add the in-kernel PIC/IOAPIC/LAPIC (and KVM's real-mode TSS).
-///
-/// Call it after [`create_memory`]: on this project's nested (PVM) hosts a
-/// memory slot registered after the irqchip exists costs milliseconds
-/// (4-7 ms for 64 MiB, against 0.1 ms before it; strace -T).
-pub fn create_irqchip(vm: &VmFd) -> Result<(), VmError> {
-    let ioctl = |what| move |source| VmError::Ioctl { what, source };
-    vm.set_tss_address(KVM_TSS_ADDRESS)
-        .map_err(ioctl("KVM_SET_TSS_ADDR"))?;
-    vm.create_irq_chip().map_err(ioctl("KVM_CREATE_IRQCHIP"))
 }
 
 /// Allocate guest RAM for `mem_mib` and register it with the VM, one slot per range.
