@@ -5,19 +5,30 @@
 
 use crate::aml;
 use crate::mem::{le, le32, le64, phys};
+use crate::mmio;
 use crate::out::{say, Line};
+
+/// The tables later steps use (power-off): each bounds-checked, whole.
+#[derive(Default)]
+pub struct Tables {
+    /// The (last) FADT, header included.
+    pub fadt: Option<&'static [u8]>,
+    /// The DSDT's AML (after the 36-byte header).
+    pub dsdt: Option<&'static [u8]>,
+}
 
 /// Largest table length believed.
 const TABLE_LIMIT: u64 = 16 << 20;
 /// Most root-table entries looked at.
 const MAX_TABLES: usize = 64;
 
-/// Reports the ACPI tables, starting from `hint` (0: scan for the RSDP).
-pub fn report(hint: u64) {
+/// Reports the ACPI tables, starting from `hint` (0: scan for the RSDP),
+/// then reads each virtio-mmio device's identification registers.
+pub fn report(hint: u64) -> Tables {
     let rsdp = if hint != 0 { hint } else { scan() };
     let Some(header) = phys(rsdp, 20).filter(|h| h.starts_with(b"RSD PTR ")) else {
         say("acpi none");
-        return;
+        return Tables::default();
     };
     let revision = header[15];
     let mut ok = sum(header) == 0;
@@ -47,9 +58,9 @@ pub fn report(hint: u64) {
         .s(" checksum=")
         .s(if ok { "ok" } else { "bad" })
         .end();
-    let dsdt = walk_root(root, entry_size);
+    let tables = walk_root(root, entry_size);
     let mut count = 0;
-    if let Some(body) = dsdt {
+    if let Some(body) = tables.dsdt {
         aml::virtio_devices(body, &mut |dev: aml::Device| {
             Line::new()
                 .s("virtio-mmio index=")
@@ -65,12 +76,25 @@ pub fn report(hint: u64) {
         });
     }
     Line::new().s("acpi devices=").dec(count).end();
+    if let Some(body) = tables.dsdt {
+        let mut index = 0;
+        aml::virtio_devices(body, &mut |dev: aml::Device| {
+            let mut line = Line::new();
+            line.s("virtio-mmio-regs index=").dec(index);
+            mmio::finish_line(&mut line, dev.addr, dev.size);
+            index += 1;
+        });
+    }
+    tables
 }
 
-/// Prints the root table and every table it lists; returns the DSDT's AML.
-fn walk_root(root: u64, entry_size: usize) -> Option<&'static [u8]> {
-    let table = report_table(root)?;
-    let mut dsdt = None;
+/// Prints the root table and every table it lists; returns the FADT and
+/// the DSDT's AML.
+fn walk_root(root: u64, entry_size: usize) -> Tables {
+    let mut tables = Tables::default();
+    let Some(table) = report_table(root) else {
+        return tables;
+    };
     for entry in table[36..].chunks_exact(entry_size).take(MAX_TABLES) {
         let addr = le(entry, 0, entry_size).unwrap_or(0);
         let Some(t) = report_table(addr) else {
@@ -87,10 +111,11 @@ fn walk_root(root: u64, entry_size: usize) -> Option<&'static [u8]> {
             } else {
                 le32(t, 40).map_or(0, u64::from)
             };
-            dsdt = report_table(addr).map(|d| &d[36..]);
+            tables.fadt = Some(t);
+            tables.dsdt = report_table(addr).map(|d| &d[36..]);
         }
     }
-    dsdt
+    tables
 }
 
 /// Prints `acpi table=...` for the table at `addr`; returns its bytes when

@@ -31,6 +31,7 @@
 //! | 6   | halt    | never returns (`cli; hlt` loop)          |               |
 //! | 7   | crash   | never returns: empty IDT, then `ud2` → triple fault |    |
 //! | 8   | spin    | rcx = count: `dec rcx; jnz` loop (measures the emulator) | rcx |
+//! | 9   | cpuid   | edi = leaf, ecx = subleaf → eax, ebx, ecx, edx (`cpuid` at CPL0) | rbx, rcx, rdx |
 
 use core::arch::global_asm;
 
@@ -54,6 +55,8 @@ pub mod svc {
     pub const CRASH: u64 = 7;
     /// Spin `rcx` times in kernel mode.
     pub const SPIN: u64 = 8;
+    /// `cpuid` in kernel mode.
+    pub const CPUID: u64 = 9;
 }
 
 global_asm!(
@@ -195,7 +198,7 @@ probe_svc_write:                /* rsi = bytes, rcx = length */
     movl $COM1, %edx
     rep outsb                   /* DF is clear: user code follows the ABI */
     iretq
-1:  cmpq $9, %rax
+1:  cmpq $10, %rax
     jae 10f
     jmpq *probe_service_table(,%rax,8)
 10: movq $-1, %rax
@@ -241,6 +244,10 @@ probe_svc_spin:                 /* rcx iterations of dec + jnz */
 81: decq %rcx
     jnz 81b
     jmp probe_svc_nop
+probe_svc_cpuid:                /* edi = leaf, ecx = subleaf -> eax, ebx, ecx, edx */
+    movl %edi, %eax
+    cpuid
+    iretq
 
 /* ---- faults: hand over to the user-mode reporter ------------------------ */
 /* stack: vector, error, rip, cs, rflags, rsp, ss */
@@ -306,6 +313,7 @@ probe_mxcsr:
     .balign 8
 probe_service_table:
     .quad probe_svc_nop, probe_svc_write, probe_svc_outb, probe_svc_wrmsr, probe_svc_inb, probe_svc_rdmsr, probe_svc_halt, probe_svc_crash, probe_svc_spin
+    .quad probe_svc_cpuid
 
     .balign 16
 probe_gdt:
@@ -374,6 +382,8 @@ probe_idt:
 probe_idt_end:
 
 /* ---- identity page tables: 0..8 GiB, 2 MiB pages, user-accessible -------- */
+/* 3-4 GiB (0xC0000000-0xFFFFFFFF, the MMIO hole: virtio-mmio windows, IOAPIC,
+ * LAPIC) is mapped uncached (PCD | PWT), as a kernel maps device memory. */
     .section .pagetables, "aw"
     .balign 4096
     .globl probe_pml4
@@ -390,7 +400,11 @@ probe_pdpt:
 probe_pd:
     .set i, 0
     .rept 8 * 512
+    .if (i >= 3 * 512) && (i < 4 * 512)
+    .quad (i << 21) + 0x9f      /* present | writable | user | PWT | PCD | 2 MiB */
+    .else
     .quad (i << 21) + 0x87      /* present | writable | user | 2 MiB */
+    .endif
     .set i, i + 1
     .endr
 

@@ -17,7 +17,9 @@ mod cmdline;
 mod kernel;
 mod kvmclock;
 mod mem;
+mod mmio;
 mod out;
+mod power;
 mod svc;
 mod workload;
 
@@ -64,7 +66,7 @@ extern "C" fn probe_main(entry: u64, info_addr: u64, user_tsc: u64) -> ! {
     let cmdline = info.cmdline;
     Line::new().s("cmdline=").bytes(cmdline).end();
     report_memory(&info);
-    acpi::report(info.rsdp);
+    let tables = acpi::report(info.rsdp);
     for dev in cmdline::devices(cmdline) {
         Line::new()
             .s("cmdline-device addr=")
@@ -75,8 +77,14 @@ extern "C" fn probe_main(entry: u64, info_addr: u64, user_tsc: u64) -> ! {
             .dec(dev.irq)
             .end();
     }
+    for dev in cmdline::devices(cmdline) {
+        let mut line = Line::new();
+        line.s("cmdline-device-regs addr=").hex(dev.addr);
+        mmio::finish_line(&mut line, dev.addr, dev.size);
+    }
     let clock = report_kvmclock();
     report_initrds(&info);
+    report_cpuid();
     if let Some(n) = cmdline::param_u64(cmdline, "probe.workload") {
         run_workload(n);
     }
@@ -88,7 +96,7 @@ extern "C" fn probe_main(entry: u64, info_addr: u64, user_tsc: u64) -> ! {
     if let Some(kind) = cmdline::param(cmdline, "probe.fault") {
         bench::fault(kind);
     }
-    finish(cmdline)
+    finish(cmdline, &tables)
 }
 
 fn report_memory(info: &BootInfo) {
@@ -107,6 +115,36 @@ fn report_memory(info: &BootInfo) {
         }
     }
     Line::new().s("mem total_ram=").dec(total).end();
+}
+
+/// The CPUID leaves `--cpuid-mask` edits, as executed in user mode and, via
+/// the service, in (emulated) kernel mode.
+fn report_cpuid() {
+    const LEAVES: [(u32, u32); 3] = [(1, 0), (7, 0), (0x4000_0001, 0)];
+    for (leaf, subleaf) in LEAVES {
+        let r = core::arch::x86_64::__cpuid_count(leaf, subleaf);
+        cpuid_line("user", leaf, [r.eax, r.ebx, r.ecx, r.edx]);
+    }
+    for (leaf, subleaf) in LEAVES {
+        cpuid_line("kernel", leaf, svc::cpuid_kernel(leaf, subleaf));
+    }
+}
+
+fn cpuid_line(mode: &str, leaf: u32, [eax, ebx, ecx, edx]: [u32; 4]) {
+    Line::new()
+        .s("cpuid ")
+        .s(mode)
+        .s(" leaf=")
+        .hex8(leaf)
+        .s(" eax=")
+        .hex8(eax)
+        .s(" ebx=")
+        .hex8(ebx)
+        .s(" ecx=")
+        .hex8(ecx)
+        .s(" edx=")
+        .hex8(edx)
+        .end();
 }
 
 fn report_kvmclock() -> Option<kvmclock::Clock> {
@@ -171,8 +209,8 @@ fn run_workload(iterations: u64) {
         .end();
 }
 
-/// Exit, halt or crash as the command line asks.
-fn finish(cmdline: &[u8]) -> ! {
+/// Exit, halt, crash, reset or power off as the command line asks.
+fn finish(cmdline: &[u8], tables: &acpi::Tables) -> ! {
     if cmdline::param(cmdline, "probe.crash") == Some(b"1") {
         say("crash");
         svc::crash();
@@ -180,6 +218,14 @@ fn finish(cmdline: &[u8]) -> ! {
     if cmdline::param(cmdline, "probe.halt") == Some(b"1") {
         say("halt");
         svc::halt();
+    }
+    if cmdline::param(cmdline, "probe.reset") == Some(b"1") {
+        say("reset");
+        svc::outb(I8042_PORT, 0xfe);
+        svc::halt();
+    }
+    if cmdline::param(cmdline, "probe.poweroff") == Some(b"1") {
+        power::poweroff(tables);
     }
     let status = cmdline::param_u64(cmdline, "probe.exit")
         .filter(|&s| s <= 255)

@@ -65,6 +65,11 @@ impl Line {
         self.s("0x").hex_digits(value, width)
     }
 
+    /// Appends `0x` and exactly 8 hex digits (of the low 32 bits).
+    pub fn hex8(&mut self, value: u32) -> &mut Line {
+        self.s("0x").hex_digits(u64::from(value), 8)
+    }
+
     /// Appends `0x` and exactly 16 hex digits.
     pub fn hex16(&mut self, value: u64) -> &mut Line {
         self.s("0x").hex_digits(value, 16)

@@ -92,6 +92,26 @@ pub fn spin(count: u64) {
     }
 }
 
+/// `cpuid` executed in kernel mode: [eax, ebx, ecx, edx] for `leaf`/`subleaf`.
+pub fn cpuid_kernel(leaf: u32, subleaf: u32) -> [u32; 4] {
+    let (eax, ebx, ecx, edx): (u64, u64, u64, u64);
+    // SAFETY: the kernel runs `cpuid` with eax = edi, ecx as given, and
+    // returns its four registers; rbx (which LLVM reserves) is saved and
+    // restored around the call here, in user mode.
+    unsafe {
+        asm!("mov {save}, rbx",
+            "int3",
+            "xchg {save}, rbx",
+            save = out(reg) ebx,
+            inout("rax") svc::CPUID => eax,
+            in("rdi") u64::from(leaf),
+            inout("rcx") u64::from(subleaf) => ecx,
+            out("rdx") edx,
+            options(nostack, nomem));
+    }
+    [eax as u32, ebx as u32, ecx as u32, edx as u32]
+}
+
 /// Halts forever (`cli; hlt` at CPL0).
 pub fn halt() -> ! {
     // SAFETY: the kernel never returns from this service.
