@@ -12,7 +12,7 @@
 //!   call; every other vector hands the fault to the user-mode reporter
 //!   `probe_fault` (or, if that faults too, exits with status 120 at once);
 //! - static data: identity page tables for 0..8 GiB in 2 MiB pages with the
-//!   U/S bit set, GDT, TSS, IDT (its handler addresses are split by symbols the
+//!   U/S bit set (3-4 GiB, the MMIO hole, uncached), GDT, TSS, IDT (its handler addresses are split by symbols the
 //!   linker script computes), stacks.
 //!
 //! Service ABI (user `int3`, rax = service; other registers preserved unless
