@@ -24,7 +24,7 @@ pub struct Regs {
 /// least 16 bytes long.
 pub fn read(addr: u64, size: u64) -> Option<Regs> {
     let end = addr.checked_add(READ_SPAN)?;
-    if addr < HOLE.start || end > HOLE.end || addr % 4 != 0 || size < READ_SPAN {
+    if addr < HOLE.start || end > HOLE.end || !addr.is_multiple_of(4) || size < READ_SPAN {
         return None;
     }
     let reg = |offset: u64| {
