@@ -84,7 +84,9 @@ extern "C" fn probe_main(entry: u64, info_addr: u64, user_tsc: u64) -> ! {
     }
     let clock = report_kvmclock();
     report_initrds(&info);
-    report_cpuid();
+    if cmdline::param(cmdline, "probe.cpuid") == Some(b"1") {
+        report_cpuid();
+    }
     if let Some(n) = cmdline::param_u64(cmdline, "probe.workload") {
         run_workload(n);
     }
