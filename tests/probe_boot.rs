@@ -85,21 +85,6 @@ fn boot_report_to_stdout_follows_the_guest_output() {
     );
 }
 
-/// The first number after `"key":` in a flat JSON text.
-fn json_u64(json: &str, key: &str) -> u64 {
-    let pat = format!("\"{key}\":");
-    let at = json
-        .find(&pat)
-        .unwrap_or_else(|| panic!("{key} missing from {json}"))
-        + pat.len();
-    json[at..]
-        .chars()
-        .take_while(|c| c.is_ascii_digit())
-        .collect::<String>()
-        .parse()
-        .unwrap()
-}
-
 #[test]
 fn acpi_tables_are_found_with_valid_checksums() {
     require_kvm();

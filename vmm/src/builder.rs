@@ -22,6 +22,7 @@ use crate::devices::placeholder::Placeholder;
 use crate::devices::serial::{SerialDevice, SerialOut};
 use crate::devices::{Bus, BusError};
 use crate::exit::VmOutcome;
+use crate::kvm::coalesced::{self, KvmTxCoalescing, SharedRing};
 use crate::kvm::cpuid::SupportedCpuid;
 use crate::kvm::irq::{self, KvmMsiRouter};
 use crate::kvm::vcpu::{spawn_vcpu, VcpuShared};
@@ -103,6 +104,8 @@ pub struct Vm {
     _kvm: Arc<Kvm>,
     _vm: Arc<VmFd>,
     serial: Arc<Mutex<SerialDevice>>,
+    ring: SharedRing,
+    pio: Arc<Bus>,
     control: Arc<VmControl>,
     /// What the boot preparation did.
     pub boot: PreparedBoot,
@@ -133,14 +136,18 @@ pub fn build(cfg: &RunConfig, timeline: Arc<BootTimeline>) -> Result<Vm, BuildEr
     timeline.mark(Phase::MemoryReady);
     irq::enable_split_irqchip(&vm_fd)?;
     let control = Arc::new(VmControl::new(timeline.clone()).map_err(BuildError::EventFd)?);
-    let (pio, serial) = legacy_bus(&vm_fd, &control)?;
+    let (pio, serial) = legacy_bus(&kvm, &vm_fd, &control)?;
+    let pio = Arc::new(pio);
+    let ring = SharedRing::default();
     let (mmio, slots) = mmio_bus(cfg, &vm_fd)?;
     let shared = Arc::new(VcpuShared {
+        kvm: kvm.clone(),
         vm: vm_fd.clone(),
+        ring: ring.clone(),
         cpuid,
         mask: cfg.cpuid_mask.clone(),
         vcpus: cfg.vcpus,
-        pio: Arc::new(pio),
+        pio: pio.clone(),
         mmio: Arc::new(mmio),
         control: control.clone(),
         mem: mem.clone(),
@@ -161,6 +168,8 @@ pub fn build(cfg: &RunConfig, timeline: Arc<BootTimeline>) -> Result<Vm, BuildEr
         serial,
         control,
         boot,
+        ring,
+        pio,
     })
 }
 
@@ -221,7 +230,8 @@ fn embedded_probe() -> std::io::Result<File> {
 /// The port-I/O devices: UART (with its irqfd), exit port, boot marker,
 /// i8042 reset, ACPI sleep registers.
 fn legacy_bus(
-    vm_fd: &VmFd,
+    kvm: &Kvm,
+    vm_fd: &Arc<VmFd>,
     control: &Arc<VmControl>,
 ) -> Result<(Bus, Arc<Mutex<SerialDevice>>), BuildError> {
     let irq_evt = EventFd::new(EFD_NONBLOCK).map_err(BuildError::EventFd)?;
@@ -233,7 +243,11 @@ fn legacy_bus(
         })?;
     // SAFETY: stdout (fd 1) stays open for the life of the process.
     let out = unsafe { SerialOut::new(libc::STDOUT_FILENO, control.timeline.clone()) };
-    let serial = Arc::new(Mutex::new(SerialDevice::new(irq_evt, out)));
+    let mut uart = SerialDevice::new(irq_evt, out);
+    if let Some(switch) = KvmTxCoalescing::new(kvm, vm_fd.clone(), layout::SERIAL_PORT) {
+        uart = uart.with_coalescing(Box::new(switch));
+    }
+    let serial = Arc::new(Mutex::new(uart));
     let mut bus = Bus::default();
     bus.insert(serial.clone(), u64::from(layout::SERIAL_PORT), 8)?;
     bus.insert(
@@ -312,12 +326,16 @@ impl Vm {
             _vm,
             serial,
             control,
+            ring,
+            pio,
             ..
         } = self;
         // The VM and its memory live until the process exits; nothing is
         // gained by tearing them down one by one first.
         std::mem::forget((_kvm, _vm));
-        let outcome = crate::event_loop::run(&control, &serial, deadline)?;
+        let replay = || coalesced::replay(&ring, &pio);
+        let outcome = crate::event_loop::run(&control, &serial, deadline, Some(&replay))?;
+        replay();
         let mut serial = serial.lock().unwrap_or_else(|p| p.into_inner());
         serial.flush_output();
         Ok(Finished {

@@ -14,6 +14,8 @@ use crate::exit::VmOutcome;
 
 const TOKEN_STOP: u64 = 1;
 const TOKEN_STDIN: u64 = 2;
+/// Longest wait between two ticks.
+pub const TICK_MS: i32 = 20;
 /// How long to wait before offering more input to a full UART FIFO.
 const RX_RETRY_MS: i32 = 5;
 
@@ -23,10 +25,14 @@ const RX_RETRY_MS: i32 = 5;
 pub struct EventLoopError(#[source] std::io::Error);
 
 /// Run until the VM stops or `deadline` passes; returns the outcome.
+///
+/// `tick`, when given, runs after every wake-up and at least every
+/// [`TICK_MS`]: it replays coalesced UART writes, bounding their latency.
 pub fn run(
     control: &VmControl,
     serial: &Arc<Mutex<SerialDevice>>,
     deadline: Option<Instant>,
+    tick: Option<&dyn Fn()>,
 ) -> Result<VmOutcome, EventLoopError> {
     let epoll = Epoll::new().map_err(EventLoopError)?;
     let add = |fd: RawFd, token: u64| {
@@ -50,11 +56,10 @@ pub fn run(
         }
         let mut wait_ms = deadline.map_or(-1, ms_until);
         if !pending.is_empty() {
-            wait_ms = if wait_ms < 0 {
-                RX_RETRY_MS
-            } else {
-                wait_ms.min(RX_RETRY_MS)
-            };
+            wait_ms = cap_wait(wait_ms, RX_RETRY_MS);
+        }
+        if tick.is_some() {
+            wait_ms = cap_wait(wait_ms, TICK_MS);
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
             control.request_stop(VmOutcome::Timeout);
@@ -69,6 +74,9 @@ pub fn run(
             if ev.data() == TOKEN_STDIN && stdin_open {
                 stdin_open = read_stdin(&mut pending);
             }
+        }
+        if let Some(tick) = tick {
+            tick();
         }
         if !pending.is_empty() {
             let taken = serial
@@ -107,6 +115,15 @@ fn read_stdin(pending: &mut Vec<u8>) -> bool {
             true
         }
         _ => false,
+    }
+}
+
+/// `wait` (-1: forever) shortened to at most `cap` milliseconds.
+fn cap_wait(wait: i32, cap: i32) -> i32 {
+    if wait < 0 {
+        cap
+    } else {
+        wait.min(cap)
     }
 }
 

@@ -109,6 +109,23 @@ impl Bus {
         true
     }
 
+    /// Dispatch a write without ending the batch: [`Bus::flush`] follows
+    /// a run of these (coalesced writes replayed from KVM's ring).
+    pub fn write_unflushed(&self, addr: u64, data: &[u8]) -> bool {
+        let Some((entry, offset)) = self.find(addr) else {
+            return false;
+        };
+        lock(&entry.device).write(offset, data);
+        true
+    }
+
+    /// End a batch of [`Bus::write_unflushed`] calls to the device at `addr`.
+    pub fn flush(&self, addr: u64) {
+        if let Some((entry, _)) = self.find(addr) {
+            lock(&entry.device).flush();
+        }
+    }
+
     /// Dispatch a string read (`rep ins`) of `size`-byte accesses.
     pub fn read_repeated(&self, addr: u64, size: usize, data: &mut [u8]) -> bool {
         let Some((entry, offset)) = self.find(addr) else {

@@ -73,6 +73,24 @@ impl Write for SerialOut {
 /// The UART as a bus device.
 pub struct SerialDevice {
     uart: Serial<IrqEvent, vm_superio::serial::NoEvents, SerialOut>,
+    /// Line control register as last written (bit 7: divisor latch access).
+    lcr: u8,
+    /// Turns write coalescing of the data register on and off.
+    coalescing: Option<Box<dyn TxCoalescing>>,
+}
+
+/// Register offsets and bits this model watches.
+const REG_DATA: u64 = 0;
+const REG_IER: u64 = 1;
+const REG_LCR: u64 = 3;
+const LCR_DLAB: u8 = 0x80;
+const IER_THR_EMPTY: u8 = 0x02;
+
+/// Batches the guest's writes to the data register while the guest polls
+/// instead of waiting for the transmit-empty interrupt (`kvm::coalesced`).
+pub trait TxCoalescing: Send {
+    /// Coalesce data-register writes (`true`) or let each one exit (`false`).
+    fn set(&mut self, on: bool);
 }
 
 impl SerialDevice {
@@ -80,6 +98,28 @@ impl SerialDevice {
     pub fn new(irq: EventFd, out: SerialOut) -> Self {
         SerialDevice {
             uart: Serial::new(IrqEvent(irq), out),
+            lcr: 0,
+            coalescing: None,
+        }
+    }
+
+    /// Coalesce data-register writes whenever the transmit-empty interrupt is
+    /// off (it is at reset): `switch` is turned on now.
+    pub fn with_coalescing(mut self, mut switch: Box<dyn TxCoalescing>) -> Self {
+        switch.set(true);
+        self.coalescing = Some(switch);
+        self
+    }
+
+    fn watch_registers(&mut self, offset: u64, value: u8) {
+        match offset {
+            REG_LCR => self.lcr = value,
+            REG_IER if self.lcr & LCR_DLAB == 0 => {
+                if let Some(switch) = self.coalescing.as_mut() {
+                    switch.set(value & IER_THR_EMPTY == 0);
+                }
+            }
+            _ => {}
         }
     }
 
@@ -103,6 +143,9 @@ impl BusDevice for SerialDevice {
 
     fn write(&mut self, offset: u64, data: &[u8]) {
         if let (Some(&value), Ok(reg)) = (data.first(), u8::try_from(offset)) {
+            if offset != REG_DATA {
+                self.watch_registers(offset, value);
+            }
             if let Err(e) = self.uart.write(reg, value) {
                 log::debug!("serial: {e:?}");
             }
@@ -126,5 +169,51 @@ impl SerialDevice {
     /// flint's own text on the same stream can start on a fresh line.
     pub fn at_line_start(&self) -> bool {
         self.uart.writer().at_line_start
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    struct Switch(Arc<AtomicBool>);
+
+    impl TxCoalescing for Switch {
+        fn set(&mut self, on: bool) {
+            self.0.store(on, Ordering::SeqCst);
+        }
+    }
+
+    fn device() -> (SerialDevice, Arc<AtomicBool>) {
+        let flag = Arc::new(AtomicBool::new(false));
+        let evt = EventFd::new(vmm_sys_util::eventfd::EFD_NONBLOCK).unwrap();
+        let null = std::fs::File::create("/dev/null").unwrap();
+        use std::os::fd::IntoRawFd;
+        // SAFETY: the descriptor is leaked on purpose and stays open for the test.
+        let out = unsafe { SerialOut::new(null.into_raw_fd(), Arc::default()) };
+        let dev = SerialDevice::new(evt, out).with_coalescing(Box::new(Switch(flag.clone())));
+        (dev, flag)
+    }
+
+    #[test]
+    fn coalescing_is_on_at_reset_and_follows_the_thr_empty_interrupt() {
+        let (mut dev, on) = device();
+        assert!(on.load(Ordering::SeqCst));
+        dev.write(REG_IER, &[IER_THR_EMPTY]);
+        assert!(!on.load(Ordering::SeqCst));
+        dev.write(REG_IER, &[0x01]);
+        assert!(on.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn divisor_latch_writes_do_not_count_as_interrupt_enables() {
+        let (mut dev, on) = device();
+        dev.write(REG_LCR, &[LCR_DLAB | 0x03]);
+        dev.write(REG_IER, &[IER_THR_EMPTY]); // divisor high byte, not IER
+        assert!(on.load(Ordering::SeqCst));
+        dev.write(REG_LCR, &[0x03]);
+        dev.write(REG_IER, &[IER_THR_EMPTY]);
+        assert!(!on.load(Ordering::SeqCst));
     }
 }

@@ -2,6 +2,7 @@
 //! controller ([`vm`]), vCPU set-up from plain entry state ([`regs`],
 //! [`cpuid`]), and the vCPU run loop ([`vcpu`]).
 
+pub mod coalesced;
 pub mod cpuid;
 pub mod irq;
 pub mod regs;

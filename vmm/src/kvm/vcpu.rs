@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use guest_boot::cpuid::Feature;
 use guest_boot::entry::EntryState;
-use kvm_ioctls::{VcpuExit, VcpuFd, VmFd};
+use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 use vm_memory::GuestMemoryMmap;
 
+use super::coalesced::{self, CoalescedRing, SharedRing};
 use super::{cpuid, regs};
 
 use crate::control::VmControl;
@@ -18,8 +19,12 @@ use crate::report::{ExitKind, Phase};
 
 /// What every vCPU thread of one VM shares.
 pub struct VcpuShared {
+    /// The KVM system fd.
+    pub kvm: Arc<Kvm>,
     /// The VM.
     pub vm: Arc<VmFd>,
+    /// Coalesced writes, mapped by the boot vCPU.
+    pub ring: SharedRing,
     /// KVM's supported CPUID, being fetched since before the VM existed.
     pub cpuid: cpuid::SupportedCpuid,
     /// Features hidden from the guest.
@@ -78,6 +83,11 @@ pub fn spawn_vcpu(
                         .request_stop(VmOutcome::HostError(format!("vCPU {id}: {e}")))
                 }
             };
+            if id == 0 {
+                if let Some(ring) = CoalescedRing::map(&shared.kvm, &fd) {
+                    *shared.ring.lock().unwrap_or_else(|p| p.into_inner()) = Some(ring);
+                }
+            }
             if let Some(rx) = entry {
                 // A closed channel means the kernel never loaded; flint is exiting with that error.
                 let Ok(state) = rx.recv() else { return };
@@ -92,6 +102,7 @@ pub fn spawn_vcpu(
                 fd,
                 pio: shared.pio.clone(),
                 mmio: shared.mmio.clone(),
+                ring: shared.ring.clone(),
                 control: shared.control.clone(),
                 mem: shared.mem.clone(),
             };
@@ -121,6 +132,8 @@ pub struct Vcpu {
     pub pio: Arc<Bus>,
     /// MMIO bus.
     pub mmio: Arc<Bus>,
+    /// Coalesced port writes waiting to be replayed.
+    pub ring: SharedRing,
     /// Stop signal and timeline.
     pub control: Arc<VmControl>,
     /// Guest RAM, for the crash dump.
@@ -166,6 +179,8 @@ impl Vcpu {
                 )))
             }
         };
+        // Writes KVM queued before this exit happened first: replay them first.
+        coalesced::replay(&self.ring, &self.pio);
         match exit {
             VcpuExit::IoOut(port, data) => {
                 timeline.count_exit(ExitKind::IoOut);
