@@ -22,5 +22,6 @@ pub mod kvm;
 pub mod logger;
 pub mod probe;
 pub mod report;
+pub mod teardown;
 pub mod terminal;
 pub mod time;

@@ -77,10 +77,11 @@ fn run(args: RunArgs, main_entered: u64, start: Instant) -> u8 {
         });
         if let Err(e) = write_report(sink, &json, output_ends_line) {
             eprintln!("flint: error: cannot write the boot report: {e}");
-            return EXIT_FLINT_ERROR;
+            vmm::teardown::exit_detached(EXIT_FLINT_ERROR);
         }
     }
-    outcome.exit_code()
+    // Leave without waiting for KVM to destroy the VM (see teardown.rs).
+    vmm::teardown::exit_detached(outcome.exit_code())
 }
 
 fn write_report(sink: &ReportSink, json: &str, output_ends_line: bool) -> std::io::Result<()> {
