@@ -14,6 +14,7 @@ mod aml;
 mod bench;
 mod bootinfo;
 mod cmdline;
+mod echo;
 mod kernel;
 mod kvmclock;
 mod mem;
@@ -97,6 +98,9 @@ extern "C" fn probe_main(entry: u64, info_addr: u64, user_tsc: u64) -> ! {
     }
     if let Some(kind) = cmdline::param(cmdline, "probe.fault") {
         bench::fault(kind);
+    }
+    if cmdline::param(cmdline, "probe.echo") == Some(b"1") {
+        echo::run(clock.as_ref());
     }
     finish(cmdline, &tables)
 }
