@@ -7,7 +7,7 @@ here=$(cd "$(dirname "$0")" && pwd -P)
 out=${1:-/tmp/probe.elf}
 "${RUSTC:-rustc}" --edition=2021 --crate-type=bin --crate-name=probe \
     --target=x86_64-unknown-linux-gnu \
-    -Copt-level=2 -Cpanic=abort -Crelocation-model=static \
+    -Copt-level=3 -Cpanic=abort -Crelocation-model=static \
     -Ctarget-cpu=x86-64 -Cdebuginfo=0 -Ccodegen-units=1 \
     -Cforce-unwind-tables=no -Cstrip=debuginfo \
     -Clink-arg=-nostdlib -Clink-arg=-static -Clink-arg=-no-pie \
