@@ -67,18 +67,7 @@ fn report(out: &Outcome) -> &str {
 }
 
 fn exits(out: &Outcome, kind: &str) -> u64 {
-    let r = report(out);
-    let pat = format!("\"{kind}\":");
-    let at = r
-        .find(&pat)
-        .unwrap_or_else(|| panic!("{kind} missing: {r}"))
-        + pat.len();
-    r[at..]
-        .chars()
-        .take_while(|c| c.is_ascii_digit())
-        .collect::<String>()
-        .parse()
-        .unwrap()
+    json_u64(report(out), kind)
 }
 
 fn check_early_log(out: &Outcome) {
