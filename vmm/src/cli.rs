@@ -182,3 +182,77 @@ fn parse_level(s: &str) -> Result<log::LevelFilter, String> {
     s.parse()
         .map_err(|_| format!("unknown log level {s:?} (off, error, warn, info, debug, trace)"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn help_quotes_the_real_default_command_line() {
+        let mut cmd = Cli::command();
+        let run = cmd.find_subcommand_mut("run").unwrap();
+        let help = run.render_long_help().to_string();
+        assert!(
+            help.contains(&format!("\"{}\"", default_cmdline())),
+            "{help}"
+        );
+        assert!(help.contains("Exit status"), "{help}");
+    }
+
+    fn args(extra: &[&str]) -> Result<RunConfig, CliError> {
+        let cli = Cli::try_parse_from([&["flint", "run"], extra].concat()).unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        RunConfig::try_from(run)
+    }
+
+    #[test]
+    fn defaults_boot_the_probe_with_128_mib_and_both_discovery_channels() {
+        let cfg = args(&[]).unwrap();
+        assert_eq!(cfg.kernel, KernelSource::EmbeddedProbe);
+        assert_eq!(cfg.mem_mib, 128);
+        assert_eq!(cfg.vcpus, 1);
+        assert_eq!(
+            cfg.discovery,
+            Discovery {
+                acpi: true,
+                cmdline: true
+            }
+        );
+        assert!(cfg.timeout.is_none() && cfg.boot_report.is_none());
+    }
+
+    #[test]
+    fn switching_off_both_discovery_channels_is_refused() {
+        assert!(matches!(
+            args(&["--no-acpi", "--no-cmdline-devices"]),
+            Err(CliError::NoDiscovery)
+        ));
+    }
+
+    #[test]
+    fn boot_report_dash_means_stdout() {
+        assert_eq!(
+            args(&["--boot-report", "-"]).unwrap().boot_report,
+            Some(ReportSink::Stdout)
+        );
+    }
+
+    #[test]
+    fn fractional_timeouts_are_accepted_and_nonpositive_ones_refused() {
+        assert_eq!(
+            args(&["--timeout", "0.25"]).unwrap().timeout,
+            Some(Duration::from_millis(250))
+        );
+        assert!(matches!(
+            args(&["--timeout", "0"]),
+            Err(CliError::Timeout(_))
+        ));
+        assert!(matches!(
+            args(&["--timeout", "inf"]),
+            Err(CliError::Timeout(_))
+        ));
+    }
+}
