@@ -69,7 +69,7 @@ pub fn run(clock: Option<&Clock>) {
 /// The TSC frequency CPUID states, if any: leaf 0x15 (TSC/crystal ratio
 /// times crystal Hz), else leaf 0x16 (base MHz). User-mode CPUID is the
 /// host's own on PVM, which is what the TSC runs at.
-fn cpuid_tsc_hz() -> Option<u64> {
+pub fn cpuid_tsc_hz() -> Option<u64> {
     use core::arch::x86_64::__cpuid;
     let max = __cpuid(0).eax;
     if max >= 0x15 {

@@ -12,6 +12,7 @@
 mod acpi;
 mod aml;
 mod bench;
+mod blk;
 mod bootinfo;
 mod cmdline;
 mod echo;
@@ -22,6 +23,8 @@ mod mmio;
 mod out;
 mod power;
 mod svc;
+mod vcon;
+mod virtio;
 mod workload;
 
 use bootinfo::{BootInfo, Entry};
@@ -87,6 +90,9 @@ extern "C" fn probe_main(entry: u64, info_addr: u64, user_tsc: u64) -> ! {
     report_initrds(&info);
     if cmdline::param(cmdline, "probe.cpuid") == Some(b"1") {
         report_cpuid();
+    }
+    if cmdline::param(cmdline, "probe.virtio") == Some(b"1") {
+        virtio::run(cmdline, &tables, clock.as_ref());
     }
     if let Some(n) = cmdline::param_u64(cmdline, "probe.workload") {
         run_workload(n);
@@ -190,7 +196,7 @@ fn report_initrds(info: &BootInfo) {
 }
 
 /// FNV-1a, 64-bit.
-fn fnv1a64(bytes: &[u8]) -> u64 {
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
