@@ -92,14 +92,10 @@ pub fn run(
             } else {
                 ControlOperation::Delete
             };
-            polling_stdin = epoll
-                .ctl(
-                    op,
-                    libc::STDIN_FILENO,
-                    EpollEvent::new(EventSet::IN, TOKEN_STDIN),
-                )
-                .is_ok()
-                == want_stdin;
+            let event = EpollEvent::new(EventSet::IN, TOKEN_STDIN);
+            if epoll.ctl(op, libc::STDIN_FILENO, event).is_ok() {
+                polling_stdin = want_stdin;
+            }
         }
     }
 }
