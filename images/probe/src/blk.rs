@@ -147,8 +147,11 @@ pub fn run(dev: &Device, mut q: Queue, cmdline: &[u8]) {
         .s(" status=");
     status_text(&mut l, status);
     l.end();
-
-    get_id(dev, &mut q);
+    // After a timeout the request may still be in flight: leave the device
+    // alone (the caller resets it).
+    if status.is_none() || get_id(dev, &mut q).is_none() {
+        return;
+    }
 
     if ro {
         // Write sector 0 back as read: harmless if the device takes it.
@@ -157,11 +160,14 @@ pub fn run(dev: &Device, mut q: Queue, cmdline: &[u8]) {
         l.s(" ro-write status=");
         status_text(&mut l, status);
         l.end();
+        if status.is_none() {
+            return;
+        }
     }
 
     let bench = cmdline::param(cmdline, "probe.bench") == Some(b"1");
-    if bench {
-        self::bench(dev, &mut q);
+    if bench && self::bench(dev, &mut q).is_none() {
+        return;
     }
     if cmdline::param(cmdline, "probe.blk-pattern") == Some(b"1") {
         if ro {
@@ -172,7 +178,7 @@ pub fn run(dev: &Device, mut q: Queue, cmdline: &[u8]) {
     }
 }
 
-fn get_id(dev: &Device, q: &mut Queue) {
+fn get_id(dev: &Device, q: &mut Queue) -> Option<u8> {
     let m = mem();
     // SAFETY: no request in flight.
     unsafe { (*m).id = [0; ID_BYTES] };
@@ -190,6 +196,7 @@ fn get_id(dev: &Device, q: &mut Queue) {
     l.s(" id=").bytes(&shown[..len]).s(" status=");
     status_text(&mut l, status);
     l.end();
+    status
 }
 
 /// Min and mean of a few timings.
@@ -228,7 +235,7 @@ impl Stats {
 /// `probe.bench=1`: the cost of a bare QueueNotify (an MMIO write exit with
 /// nothing new in the ring), of a 512-byte read round trip and of a 64 KiB
 /// read round trip.
-fn bench(dev: &Device, q: &mut Queue) {
+fn bench(dev: &Device, q: &mut Queue) -> Option<()> {
     const N: u64 = 32;
     let time = &dev.time;
     let mut notify = Stats::new();
@@ -242,13 +249,12 @@ fn bench(dev: &Device, q: &mut Queue) {
         let mut stats = Stats::new();
         for _ in 0..N {
             let start = svc::rdtsc();
-            if read(dev, q, 0, len).is_none() {
-                return;
-            }
+            read(dev, q, 0, len)?;
             stats.add(time.since(start));
         }
         stats.finish(line(dev).s(" bench ").s(name));
     }
+    Some(())
 }
 
 /// `probe.blk-pattern=1`: the pattern over the whole disk in 64 KiB writes,

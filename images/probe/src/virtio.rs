@@ -487,7 +487,16 @@ impl Queue {
     /// Pushes `bufs`, notifies, waits for that chain; `None` (after printing
     /// `virtio dev=<i> queue=<q> timeout`) if it does not come back.
     pub fn round_trip(&mut self, dev: &Device, bufs: &[Buf]) -> Option<Completion> {
-        let head = self.push(bufs)?;
+        let Some(head) = self.push(bufs) else {
+            Line::new()
+                .s("virtio dev=")
+                .dec(dev.index as u64)
+                .s(" queue=")
+                .dec(u64::from(self.index))
+                .s(" full")
+                .end();
+            return None;
+        };
         self.notify(&dev.transport);
         loop {
             match self.wait(&dev.time) {
