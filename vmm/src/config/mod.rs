@@ -2,6 +2,8 @@
 //! input of [`crate::builder`]. Every field is already checked, so the
 //! builder only meets host failures, never bad user input it could have caught.
 
+pub mod devices;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
