@@ -232,12 +232,19 @@ impl Stats {
     }
 }
 
-/// `probe.bench=1`: the cost of a bare QueueNotify (an MMIO write exit with
+/// `probe.bench=1`: the cost of a register read (MagicValue), of a bare QueueNotify (an MMIO write exit with
 /// nothing new in the ring), of a 512-byte read round trip and of a 64 KiB
 /// read round trip.
 fn bench(dev: &Device, q: &mut Queue) -> Option<()> {
     const N: u64 = 32;
     let time = &dev.time;
+    let mut mmio = Stats::new();
+    for _ in 0..N {
+        let start = svc::rdtsc();
+        core::hint::black_box(dev.transport.magic());
+        mmio.add(time.since(start));
+    }
+    mmio.finish(line(dev).s(" bench mmio-read"));
     let mut notify = Stats::new();
     for _ in 0..N {
         let start = svc::rdtsc();

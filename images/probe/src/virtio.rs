@@ -138,6 +138,11 @@ impl Transport {
         self.write(offset + 4, (value >> 32) as u32);
     }
 
+    /// MagicValue (for timing a bare register read).
+    pub fn magic(&self) -> u32 {
+        self.read(REG_MAGIC)
+    }
+
     fn status(&self) -> u32 {
         self.read(REG_STATUS)
     }
