@@ -21,6 +21,7 @@ use crate::devices::legacy::{AcpiSleep, BootMarker, ExitPort, I8042};
 use crate::devices::placeholder::Placeholder;
 use crate::devices::serial::{SerialDevice, SerialOut};
 use crate::devices::{Bus, BusError};
+use crate::event_loop::EventLoop;
 use crate::exit::VmOutcome;
 use crate::kvm::coalesced::{self, KvmTxCoalescing, SharedRing};
 use crate::kvm::cpuid::SupportedCpuid;
@@ -334,7 +335,8 @@ impl Vm {
         // gained by tearing them down one by one first.
         std::mem::forget((_kvm, _vm));
         let replay = || coalesced::replay(&ring, &pio);
-        let outcome = crate::event_loop::run(&control, &serial, deadline, Some(&replay))?;
+        let mut event_loop = EventLoop::new(&control, &serial, Some(&replay), Vec::new())?;
+        let outcome = event_loop.run(deadline)?;
         replay();
         let mut serial = serial.lock().unwrap_or_else(|p| p.into_inner());
         serial.flush_output();

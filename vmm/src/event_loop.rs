@@ -1,6 +1,7 @@
-//! The event-loop thread (flint's main thread once the vCPUs run): waits on
-//! the VM's stop event and stdin with epoll, feeds stdin to the UART, and
-//! enforces `--timeout`.
+//! The event-loop thread (flint's main thread once the vCPUs run): waits
+//! with epoll on the VM's stop event, stdin and any device event sources
+//! (queue notifications, backend completions), feeds stdin to the UART,
+//! runs the periodic tick and enforces `--timeout`.
 
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::{Arc, Mutex};
@@ -12,8 +13,10 @@ use crate::control::VmControl;
 use crate::devices::serial::SerialDevice;
 use crate::exit::VmOutcome;
 
-const TOKEN_STOP: u64 = 1;
-const TOKEN_STDIN: u64 = 2;
+const TOKEN_STOP: u64 = 0;
+const TOKEN_STDIN: u64 = 1;
+/// Tokens from here on index [`EventLoop::sources`].
+const TOKEN_FIRST_SOURCE: u64 = 2;
 /// Longest wait between two ticks.
 pub const TICK_MS: i32 = 20;
 /// How long to wait before offering more input to a full UART FIFO.
@@ -24,77 +27,152 @@ const RX_RETRY_MS: i32 = 5;
 #[error("event loop: {0}")]
 pub struct EventLoopError(#[source] std::io::Error);
 
-/// Run until the VM stops or `deadline` passes; returns the outcome.
-///
-/// `tick`, when given, runs after every wake-up and at least every
-/// [`TICK_MS`]: it replays coalesced UART writes, bounding their latency.
-pub fn run(
-    control: &VmControl,
-    serial: &Arc<Mutex<SerialDevice>>,
-    deadline: Option<Instant>,
-    tick: Option<&dyn Fn()>,
-) -> Result<VmOutcome, EventLoopError> {
-    let epoll = Epoll::new().map_err(EventLoopError)?;
-    let add = |fd: RawFd, token: u64| {
-        epoll.ctl(
-            ControlOperation::Add,
-            fd,
-            EpollEvent::new(EventSet::IN, token),
-        )
-    };
-    add(control.stop_event().as_raw_fd(), TOKEN_STOP).map_err(EventLoopError)?;
-    // Regular files and /dev/null cannot be polled (EPERM): then the guest gets no input.
-    let mut stdin_open = add(libc::STDIN_FILENO, TOKEN_STDIN).is_ok();
-    // Whether stdin is in the epoll set: it leaves while the UART's FIFO is
-    // full, so a level-triggered stdin cannot spin the loop.
-    let mut polling_stdin = stdin_open;
-    let mut pending = Vec::new();
-    let mut events = [EpollEvent::default(); 4];
-    loop {
-        if let Some(outcome) = control.outcome() {
-            return Ok(outcome);
-        }
-        let mut wait_ms = deadline.map_or(-1, ms_until);
-        if !pending.is_empty() {
-            wait_ms = cap_wait(wait_ms, RX_RETRY_MS);
-        }
-        if tick.is_some() {
-            wait_ms = cap_wait(wait_ms, TICK_MS);
-        }
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            control.request_stop(VmOutcome::Timeout);
-            continue;
-        }
-        let n = match epoll.wait(wait_ms, &mut events) {
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => 0,
-            Err(e) => return Err(EventLoopError(e)),
+/// A file descriptor to wait on and what to do when it is readable
+/// (a device's queue-notification eventfd, a backend's completion fd).
+pub struct EventSource {
+    /// The descriptor, polled for input.
+    pub fd: RawFd,
+    /// Runs on the event-loop thread each time `fd` is readable; it must
+    /// consume what made it readable.
+    pub on_ready: Box<dyn FnMut()>,
+}
+
+/// Host input waiting for the UART, and whether stdin is still polled.
+struct Stdin {
+    /// stdin can still deliver bytes (not at EOF, pollable).
+    open: bool,
+    /// stdin is in the epoll set; it leaves while input is pending, so a
+    /// level-triggered stdin cannot spin the loop while the FIFO is full.
+    polling: bool,
+    pending: Vec<u8>,
+}
+
+/// The loop's state.
+pub struct EventLoop<'a> {
+    epoll: Epoll,
+    control: &'a VmControl,
+    serial: &'a Arc<Mutex<SerialDevice>>,
+    tick: Option<&'a dyn Fn()>,
+    sources: Vec<EventSource>,
+    stdin: Stdin,
+}
+
+impl<'a> EventLoop<'a> {
+    /// A loop for `control`'s VM feeding stdin to `serial`; `tick`, when
+    /// given, runs after every wake-up and at least every [`TICK_MS`] (it
+    /// replays coalesced UART writes, bounding their latency).
+    pub fn new(
+        control: &'a VmControl,
+        serial: &'a Arc<Mutex<SerialDevice>>,
+        tick: Option<&'a dyn Fn()>,
+        sources: Vec<EventSource>,
+    ) -> Result<Self, EventLoopError> {
+        let epoll = Epoll::new().map_err(EventLoopError)?;
+        let add = |fd: RawFd, token: u64| {
+            epoll.ctl(
+                ControlOperation::Add,
+                fd,
+                EpollEvent::new(EventSet::IN, token),
+            )
         };
-        for ev in &events[..n] {
-            if ev.data() == TOKEN_STDIN && stdin_open {
-                stdin_open = read_stdin(&mut pending);
+        add(control.stop_event().as_raw_fd(), TOKEN_STOP).map_err(EventLoopError)?;
+        for (i, source) in sources.iter().enumerate() {
+            add(source.fd, TOKEN_FIRST_SOURCE + i as u64).map_err(EventLoopError)?;
+        }
+        // Regular files and /dev/null cannot be polled (EPERM): then the guest gets no input.
+        let open = add(libc::STDIN_FILENO, TOKEN_STDIN).is_ok();
+        let stdin = Stdin {
+            open,
+            polling: open,
+            pending: Vec::new(),
+        };
+        Ok(EventLoop {
+            epoll,
+            control,
+            serial,
+            tick,
+            sources,
+            stdin,
+        })
+    }
+
+    /// Run until the VM stops or `deadline` passes; returns the outcome.
+    pub fn run(&mut self, deadline: Option<Instant>) -> Result<VmOutcome, EventLoopError> {
+        let mut events = [EpollEvent::default(); 16];
+        loop {
+            if let Some(outcome) = self.control.outcome() {
+                return Ok(outcome);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                self.control.request_stop(VmOutcome::Timeout);
+                continue;
+            }
+            let n = match self.epoll.wait(self.wait_ms(deadline), &mut events) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => 0,
+                Err(e) => return Err(EventLoopError(e)),
+            };
+            for ev in &events[..n] {
+                self.dispatch(ev.data());
+            }
+            if let Some(tick) = self.tick {
+                tick();
+            }
+            self.feed_serial();
+        }
+    }
+
+    /// How long epoll may sleep: until the deadline, a tick, or a retry of
+    /// pending input, whichever comes first (-1: no limit).
+    fn wait_ms(&self, deadline: Option<Instant>) -> i32 {
+        let mut wait = deadline.map_or(-1, ms_until);
+        if !self.stdin.pending.is_empty() {
+            wait = cap_wait(wait, RX_RETRY_MS);
+        }
+        if self.tick.is_some() {
+            wait = cap_wait(wait, TICK_MS);
+        }
+        wait
+    }
+
+    fn dispatch(&mut self, token: u64) {
+        match token {
+            TOKEN_STOP => {}
+            TOKEN_STDIN if self.stdin.open => self.stdin.open = read_stdin(&mut self.stdin.pending),
+            TOKEN_STDIN => {}
+            t => {
+                if let Some(source) = usize::try_from(t - TOKEN_FIRST_SOURCE)
+                    .ok()
+                    .and_then(|i| self.sources.get_mut(i))
+                {
+                    (source.on_ready)();
+                }
             }
         }
-        if let Some(tick) = tick {
-            tick();
-        }
-        if !pending.is_empty() {
-            let taken = serial
+    }
+
+    /// Offer pending input to the UART, and poll stdin only while the
+    /// UART has taken everything read so far.
+    fn feed_serial(&mut self) {
+        let stdin = &mut self.stdin;
+        if !stdin.pending.is_empty() {
+            let taken = self
+                .serial
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .enqueue_input(&pending);
-            pending.drain(..taken);
+                .enqueue_input(&stdin.pending);
+            stdin.pending.drain(..taken);
         }
-        let want_stdin = stdin_open && pending.is_empty();
-        if want_stdin != polling_stdin {
-            let op = if want_stdin {
+        let want = stdin.open && stdin.pending.is_empty();
+        if want != stdin.polling {
+            let op = if want {
                 ControlOperation::Add
             } else {
                 ControlOperation::Delete
             };
             let event = EpollEvent::new(EventSet::IN, TOKEN_STDIN);
-            if epoll.ctl(op, libc::STDIN_FILENO, event).is_ok() {
-                polling_stdin = want_stdin;
+            if self.epoll.ctl(op, libc::STDIN_FILENO, event).is_ok() {
+                stdin.polling = want;
             }
         }
     }
