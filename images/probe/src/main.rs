@@ -20,6 +20,7 @@ mod kernel;
 mod kvmclock;
 mod mem;
 mod mmio;
+mod net;
 mod out;
 mod power;
 mod svc;

@@ -21,7 +21,7 @@ use core::sync::atomic::{fence, AtomicU16, Ordering};
 use crate::acpi::Tables;
 use crate::kvmclock::Clock;
 use crate::out::Line;
-use crate::{aml, blk, cmdline, svc, vcon};
+use crate::{aml, blk, cmdline, net, svc, vcon};
 
 /// "virt", little-endian.
 const MAGIC: u32 = 0x7472_6976;
@@ -117,7 +117,10 @@ impl Transport {
     fn new(base: u64, size: u64) -> Option<Transport> {
         let end = base.checked_add(size.min(0x1000))?;
         (base >= HOLE.start && end <= HOLE.end && base.is_multiple_of(4) && size >= REG_CONFIG)
-            .then_some(Transport { base, size })
+            .then_some(Transport {
+                base,
+                size: size.min(0x1000),
+            })
     }
 
     fn read(&self, offset: u64) -> u32 {
@@ -161,6 +164,14 @@ impl Transport {
             }
         }
         true
+    }
+
+    /// The config byte at `offset`, if the window holds it.
+    pub fn config8(&self, offset: u64) -> Option<u8> {
+        (REG_CONFIG + offset < self.size).then(|| {
+            // SAFETY: as `read`, one byte inside the checked window.
+            unsafe { read_volatile((self.base + REG_CONFIG + offset) as *const u8) }
+        })
     }
 
     /// The 32-bit config field at `offset`, if the window holds it.
@@ -553,6 +564,10 @@ fn kind(device_id: u32) -> Kind {
             features: blk::FEATURES,
             queues: 1,
         },
+        net::DEVICE_ID => Kind {
+            features: net::FEATURES,
+            queues: 2,
+        },
         vcon::DEVICE_ID => Kind {
             features: vcon::FEATURES,
             queues: 2,
@@ -667,6 +682,11 @@ fn device(index: usize, addr: u64, size: u64, cmdline: &[u8], time: Timebase) {
         vcon::DEVICE_ID => {
             if let (Some(rx), Some(tx)) = (q0, q1) {
                 vcon::run(&dev, rx, tx, cmdline);
+            }
+        }
+        net::DEVICE_ID => {
+            if let (Some(rx), Some(tx)) = (q0, q1) {
+                net::run(&dev, rx, tx, cmdline);
             }
         }
         _ => {}
