@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! probe: virtio-blk dev=<i> capacity=<sectors> ro=<0|1> blk-size=<n|none>
-//! probe: virtio-blk dev=<i> read sector=0 fnv1a64=0x<16 hex> status=<n>
+//! probe: virtio-blk dev=<i> read sector=0 fnv1a64=0x<16 hex> status=<n>   (of its first 512 bytes)
 //! probe: virtio-blk dev=<i> id=<string> status=<n>
 //! probe: virtio-blk dev=<i> ro-write status=<n>            (read-only disks)
 //! probe: virtio-blk dev=<i> pattern ...                     (probe.blk-pattern=1)
@@ -133,14 +133,21 @@ pub fn run(dev: &Device, mut q: Queue, cmdline: &[u8]) {
     let ro = dev.has(F_RO);
     let mut l = line(dev);
     l.s(" capacity=").dec(capacity).s(" ro=").dec(u64::from(ro)).s(" blk-size=");
-    match t.config32(CFG_BLK_SIZE).filter(|_| dev.has(F_BLK_SIZE)) {
+    let blk_size = t.config32(CFG_BLK_SIZE).filter(|_| dev.has(F_BLK_SIZE));
+    match blk_size {
         Some(size) => l.dec(u64::from(size)),
         None => l.s("none"),
     };
     l.end();
+    // Requests are whole logical blocks (QEMU fails a 512-byte read of a
+    // 4 KiB-block disk): sector 0 is read as the first block.
+    let block = blk_size
+        .map(|b| b as usize)
+        .filter(|b| b.is_multiple_of(SECTOR as usize) && (SECTOR as usize..=CHUNK).contains(b))
+        .unwrap_or(SECTOR as usize);
 
-    data(SECTOR as usize).fill(0);
-    let status = read(dev, &mut q, 0, SECTOR as usize);
+    data(block).fill(0);
+    let status = read(dev, &mut q, 0, block);
     let mut l = line(dev);
     l.s(" read sector=0 fnv1a64=")
         .hex16(crate::fnv1a64(data(SECTOR as usize)))
@@ -155,7 +162,7 @@ pub fn run(dev: &Device, mut q: Queue, cmdline: &[u8]) {
 
     if ro {
         // Write sector 0 back as read: harmless if the device takes it.
-        let status = write(dev, &mut q, 0, SECTOR as usize);
+        let status = write(dev, &mut q, 0, block);
         let mut l = line(dev);
         l.s(" ro-write status=");
         status_text(&mut l, status);
@@ -166,7 +173,7 @@ pub fn run(dev: &Device, mut q: Queue, cmdline: &[u8]) {
     }
 
     let bench = cmdline::param(cmdline, "probe.bench") == Some(b"1");
-    if bench && self::bench(dev, &mut q).is_none() {
+    if bench && self::bench(dev, &mut q, block).is_none() {
         return;
     }
     if cmdline::param(cmdline, "probe.blk-pattern") == Some(b"1") {
@@ -233,9 +240,9 @@ impl Stats {
 }
 
 /// `probe.bench=1`: the cost of a register read (MagicValue), of a bare QueueNotify (an MMIO write exit with
-/// nothing new in the ring), of a 512-byte read round trip and of a 64 KiB
-/// read round trip.
-fn bench(dev: &Device, q: &mut Queue) -> Option<()> {
+/// nothing new in the ring), of a one-block (512 bytes or blk_size) read
+/// round trip and of a 64 KiB read round trip.
+fn bench(dev: &Device, q: &mut Queue, block: usize) -> Option<()> {
     const N: u64 = 32;
     let time = &dev.time;
     let mut mmio = Stats::new();
@@ -252,14 +259,14 @@ fn bench(dev: &Device, q: &mut Queue) -> Option<()> {
         notify.add(time.since(start));
     }
     notify.finish(line(dev).s(" bench notify"));
-    for (name, len) in [("read-512", 512), ("read-65536", CHUNK)] {
+    for len in [block, CHUNK] {
         let mut stats = Stats::new();
         for _ in 0..N {
             let start = svc::rdtsc();
             read(dev, q, 0, len)?;
             stats.add(time.since(start));
         }
-        stats.finish(line(dev).s(" bench ").s(name));
+        stats.finish(line(dev).s(" bench read-").dec(len as u64));
     }
     Some(())
 }
