@@ -88,10 +88,7 @@ fn request(dev: &Device, q: &mut Queue, op: u32, sector: u64, data: Option<Buf>)
         write_volatile(h.add(8) as *mut u64, sector);
         let s = addr_of_mut!((*m).status);
         write_volatile(s, NO_STATUS);
-        (
-            Buf::readable(h as *const u8, 16),
-            Buf::writable(s, 1),
-        )
+        (Buf::readable(h as *const u8, 16), Buf::writable(s, 1))
     };
     let done = match data {
         Some(d) => q.round_trip(dev, &[header, d, status]),
@@ -132,7 +129,11 @@ pub fn run(dev: &Device, mut q: Queue, cmdline: &[u8]) {
     let capacity = t.config64(CFG_CAPACITY).unwrap_or(0);
     let ro = dev.has(F_RO);
     let mut l = line(dev);
-    l.s(" capacity=").dec(capacity).s(" ro=").dec(u64::from(ro)).s(" blk-size=");
+    l.s(" capacity=")
+        .dec(capacity)
+        .s(" ro=")
+        .dec(u64::from(ro))
+        .s(" blk-size=");
     let blk_size = t.config32(CFG_BLK_SIZE).filter(|_| dev.has(F_BLK_SIZE));
     match blk_size {
         Some(size) => l.dec(u64::from(size)),

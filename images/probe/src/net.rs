@@ -59,7 +59,10 @@ fn mac_text(line: &mut Line, mac: &[u8]) {
         if i > 0 {
             line.s(":");
         }
-        line.bytes(&[b"0123456789abcdef"[usize::from(b >> 4)], b"0123456789abcdef"[usize::from(b & 15)]]);
+        line.bytes(&[
+            b"0123456789abcdef"[usize::from(b >> 4)],
+            b"0123456789abcdef"[usize::from(b & 15)],
+        ]);
     }
 }
 

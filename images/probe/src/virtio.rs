@@ -422,7 +422,8 @@ impl Queue {
             let next = d.next;
             d.addr = b.addr;
             d.len = b.len;
-            d.flags = if b.device_writes { DESC_WRITE } else { 0 } | if last { 0 } else { DESC_NEXT };
+            d.flags =
+                if b.device_writes { DESC_WRITE } else { 0 } | if last { 0 } else { DESC_NEXT };
             if last {
                 self.free_head = next;
             } else {
@@ -635,7 +636,10 @@ impl Fail {
 
 fn device(index: usize, addr: u64, size: u64, cmdline: &[u8], time: Timebase) {
     let mut line = Line::new();
-    line.s("virtio dev=").dec(index as u64).s(" addr=").hex(addr);
+    line.s("virtio dev=")
+        .dec(index as u64)
+        .s(" addr=")
+        .hex(addr);
     let Some(t) = Transport::new(addr, size) else {
         line.s(" status=unusable-window").end();
         return;
@@ -650,7 +654,15 @@ fn device(index: usize, addr: u64, size: u64, cmdline: &[u8], time: Timebase) {
     }
     let mut offered = 0;
     let mut queues: [Option<Queue>; 2] = [None, None];
-    let result = init(&t, magic, version, device_id, &time, &mut offered, &mut queues);
+    let result = init(
+        &t,
+        magic,
+        version,
+        device_id,
+        &time,
+        &mut offered,
+        &mut queues,
+    );
     line.s(" features=").hex16(offered).s(" status=");
     let accepted = match result {
         Ok(accepted) => {
