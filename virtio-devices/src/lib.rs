@@ -1,9 +1,47 @@
-//! virtio-devices: the virtio-mmio transport and the devices behind it
-//! (block, net, console), written against small traits so they are tested
-//! on plain guest memory.
+//! virtio-devices: the virtio-mmio transport and the devices behind it,
+//! written against small traits so they are tested on plain guest memory.
 //!
-//! Not written yet: flint's flat bus currently carries only placeholder
-//! slots (`vmm/src/devices/placeholder.rs`). This crate must never depend on
-//! KVM (`kvm-ioctls`), `seccomp` or `vmm`: notifications arrive as eventfds
-//! and interrupts leave through a trait, so `vmm` does the wiring.
+//! Owns the [`VirtioDevice`] trait, the [`VirtioInterrupt`] line back to the
+//! guest, the [`MmioTransport`] register window (virtio 1.2 §4.2), shared
+//! split-virtqueue handling (§2.7) and the devices: [`Console`] (§5.3).
+//! It never depends on KVM (`kvm-ioctls`, `kvm-bindings`), `seccomp` or
+//! `vmm`: notifications arrive as eventfds and interrupts leave through a
+//! trait, so `vmm` does the wiring.
+//!
+//! # How the vmm wires a device
+//!
+//! 1. Create the line: `let irq = Arc::new(IrqfdInterrupt::new()?)` and
+//!    register `irq.eventfd()` as a KVM irqfd on the device's GSI.
+//! 2. Build the device and its window:
+//!    `MmioTransport::new(Console::new(stdout), mem.clone(), irq)?`, wrap it
+//!    in a `Mutex` and put it on the MMIO bus at its 4 KiB window
+//!    ([`MMIO_WINDOW_SIZE`]); the bus forwards `read`/`write` with offsets
+//!    inside the window.
+//! 3. For each queue `i`, register `transport.queue_events()[i]` as a KVM
+//!    ioeventfd at window base + [`QUEUE_NOTIFY_OFFSET`], 4 bytes,
+//!    datamatch `i`, and add it to the event loop's epoll set.
+//! 4. When queue `i`'s eventfd is readable, read it (to clear it), lock the
+//!    transport and call `transport.process_queue(i)`. Devices never start
+//!    threads; all queue work happens in that call (or in device-specific
+//!    calls such as [`Console::push_input`]).
+//!
+//! Guest misbehaviour never surfaces as an error: a bad descriptor chain is
+//! returned with used length 0, a broken queue sets DEVICE_NEEDS_RESET. The
+//! errors returned ([`DeviceError`], [`TransportError`]) are host failures.
 #![deny(missing_docs)]
+
+pub mod console;
+mod device;
+mod interrupt;
+pub mod mmio;
+#[cfg(test)]
+mod testing;
+mod virtqueue;
+
+pub use console::Console;
+pub use device::{
+    read_config_bytes, ActivateError, DeviceError, VirtioDevice, DEVICE_TYPE_CONSOLE,
+    FEATURE_EVENT_IDX, FEATURE_INDIRECT_DESC, FEATURE_VERSION_1,
+};
+pub use interrupt::{CountingInterrupt, InterruptType, IrqfdInterrupt, VirtioInterrupt};
+pub use mmio::{MmioTransport, TransportError, MMIO_WINDOW_SIZE, QUEUE_NOTIFY_OFFSET};
