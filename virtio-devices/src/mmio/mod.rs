@@ -10,6 +10,10 @@ mod queue_config;
 mod status;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_console;
+#[cfg(test)]
+mod tests_queues;
 
 use std::io;
 use std::sync::Arc;
