@@ -25,6 +25,29 @@
 //!    threads; all queue work happens in that call (or in device-specific
 //!    calls such as [`Console::push_input`]).
 //!
+//! ```
+//! use std::sync::Arc;
+//! use virtio_devices::{Console, IrqfdInterrupt, MmioTransport, QUEUE_NOTIFY_OFFSET};
+//! use vm_memory::{GuestAddress, GuestMemoryMmap};
+//!
+//! let mem: GuestMemoryMmap = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
+//! let irq = Arc::new(IrqfdInterrupt::new().unwrap());
+//! // vmm: KVM_IRQFD(irq.eventfd(), gsi)
+//! let mut transport =
+//!     MmioTransport::new(Console::new(std::io::sink()), mem, irq.clone()).unwrap();
+//! for (i, event) in transport.queue_events().iter().enumerate() {
+//!     // vmm: KVM_IOEVENTFD(event, base + QUEUE_NOTIFY_OFFSET, 4 bytes, datamatch i),
+//!     // and add `event` to the event loop's epoll set.
+//!     let _ = (i, event, QUEUE_NOTIFY_OFFSET);
+//! }
+//! // Event loop: queue 1's eventfd is readable.
+//! let _ = transport.queue_events()[1].read();
+//! transport.process_queue(1).unwrap();
+//! // Event loop: stdin is readable.
+//! let taken = transport.device_mut().push_input(b"ls\n").unwrap();
+//! assert_eq!(taken, 3);
+//! ```
+//!
 //! Guest misbehaviour never surfaces as an error: a bad descriptor chain is
 //! returned with used length 0, a broken queue sets DEVICE_NEEDS_RESET. The
 //! errors returned ([`DeviceError`], [`TransportError`]) are host failures.
@@ -45,3 +68,17 @@ pub use device::{
 };
 pub use interrupt::{CountingInterrupt, InterruptType, IrqfdInterrupt, VirtioInterrupt};
 pub use mmio::{MmioTransport, TransportError, MMIO_WINDOW_SIZE, QUEUE_NOTIFY_OFFSET};
+
+#[cfg(test)]
+mod tests {
+    /// The vmm keeps transports in `Arc<Mutex<dyn BusDevice>>` (which needs
+    /// `Send`) and interrupts in `Arc`s shared across threads.
+    #[test]
+    fn transports_and_interrupts_can_cross_threads() {
+        fn send<T: Send>() {}
+        fn send_sync<T: Send + Sync>() {}
+        send::<crate::MmioTransport<crate::Console<std::io::Stdout>>>();
+        send::<crate::MmioTransport<Box<dyn crate::VirtioDevice>>>();
+        send_sync::<crate::IrqfdInterrupt>();
+    }
+}

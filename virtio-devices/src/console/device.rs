@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use std::io::Write;
 use std::sync::Arc;
 
-use log::{debug, warn};
+use log::debug;
 use virtio_queue::{Queue, QueueT};
 use vm_memory::GuestMemoryMmap;
 
@@ -129,7 +129,10 @@ impl<W: Write + Send> Console<W> {
     }
 
     fn fail(&mut self, fault: QueueFault) -> Result<(), DeviceError> {
-        warn!("virtio-console: {fault}; device needs reset");
+        self.faults.report(
+            "virtio-console",
+            &format_args!("{fault}; device needs reset"),
+        );
         self.broken = true;
         match &self.active {
             Some(active) => active

@@ -26,6 +26,7 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use crate::device::{DeviceError, VirtioDevice};
 use crate::interrupt::VirtioInterrupt;
+use crate::virtqueue::FaultLog;
 use queue_config::{set_half, Half, QueueConfig};
 
 /// "virt" in little-endian: the MagicValue register.
@@ -85,6 +86,7 @@ pub struct MmioTransport<D: VirtioDevice> {
     active: bool,
     needs_reset: bool,
     config_generation: u32,
+    faults: FaultLog,
 }
 
 impl<D: VirtioDevice> MmioTransport<D> {
@@ -124,6 +126,7 @@ impl<D: VirtioDevice> MmioTransport<D> {
             active: false,
             needs_reset: false,
             config_generation: 0,
+            faults: FaultLog::default(),
         })
     }
 

@@ -8,7 +8,7 @@
 //! initialization) and §6 (VIRTIO_F_VERSION_1 is mandatory here, the
 //! transport being modern-only).
 
-use log::{debug, error, info, warn};
+use log::{debug, error, info};
 use virtio_bindings::virtio_config::{
     VIRTIO_CONFIG_S_ACKNOWLEDGE as ACKNOWLEDGE, VIRTIO_CONFIG_S_DRIVER as DRIVER,
     VIRTIO_CONFIG_S_DRIVER_OK as DRIVER_OK, VIRTIO_CONFIG_S_FAILED as FAILED,
@@ -86,10 +86,13 @@ impl<D: VirtioDevice> MmioTransport<D> {
                 status |= FEATURES_OK;
                 self.device.ack_features(self.driver_features);
             } else {
-                warn!(
-                    "virtio-mmio: refusing features {:#x} (offered {:#x}, VERSION_1 required)",
-                    self.driver_features,
-                    self.offered_features()
+                let offered = self.offered_features();
+                self.faults.report(
+                    "virtio-mmio",
+                    &format_args!(
+                        "refusing features {:#x} (offered {offered:#x}, VERSION_1 required)",
+                        self.driver_features
+                    ),
                 );
             }
         }
@@ -136,7 +139,10 @@ impl<D: VirtioDevice> MmioTransport<D> {
             Err(e) => {
                 match e {
                     ActivateError::Host(_) => error!("virtio-mmio: device type {device_type}: {e}"),
-                    _ => warn!("virtio-mmio: device type {device_type} not activated: {e}"),
+                    _ => self.faults.report(
+                        "virtio-mmio",
+                        &format_args!("device type {device_type} not activated: {e}"),
+                    ),
                 }
                 self.set_needs_reset();
             }
