@@ -79,14 +79,19 @@ impl<'m> DriverQueue<'m> {
     pub(crate) fn add_chains(&self, descs: &[RawDescriptor], at: u16) {
         let mut prev_next = false;
         for (i, d) in (at..).zip(descs) {
-            self.mem
-                .write_obj(*d, self.desc.unchecked_add(16 * u64::from(i)))
-                .unwrap();
+            self.set_desc(i, *d);
             if !prev_next {
                 self.make_available(i);
             }
             prev_next = Descriptor::from(*d).has_next();
         }
+    }
+
+    /// Store `d` at table index `index` without making anything available.
+    pub(crate) fn set_desc(&self, index: u16, d: RawDescriptor) {
+        self.mem
+            .write_obj(d, self.desc.unchecked_add(16 * u64::from(index)))
+            .unwrap();
     }
 
     /// Append `head` to the available ring, whatever it is.
@@ -149,5 +154,36 @@ impl<'m> DriverQueue<'m> {
         self.mem
             .write_obj(0u16, self.used.unchecked_add(2))
             .unwrap();
+    }
+}
+
+/// A small deterministic xorshift generator for randomized tests (no
+/// dependency, same sequence on every run).
+pub(crate) struct Rng(u64);
+
+impl Rng {
+    /// A generator seeded with `seed` (non-zero).
+    pub(crate) fn new(seed: u64) -> Self {
+        Rng(seed.max(1))
+    }
+
+    /// The next 64 random bits.
+    pub(crate) fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    /// A value in `0..n` (n > 0).
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    /// One of `choices`.
+    pub(crate) fn pick<T: Copy>(&mut self, choices: &[T]) -> T {
+        choices[self.below(choices.len() as u64) as usize]
     }
 }

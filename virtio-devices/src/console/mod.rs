@@ -13,6 +13,8 @@ mod handler;
 mod tests;
 #[cfg(test)]
 mod tests_malformed;
+#[cfg(test)]
+mod tests_random;
 
 pub use device::Console;
 

@@ -11,7 +11,7 @@ use super::tests::*;
 use super::*;
 use crate::console::{Console, RX_QUEUE, TX_QUEUE};
 use crate::interrupt::CountingInterrupt;
-use crate::testing::{desc, guest_memory, DriverQueue, BUFFERS, WRITE};
+use crate::testing::{desc, guest_memory, DriverQueue, Rng, BUFFERS, WRITE};
 
 type ConsoleTransport = MmioTransport<Console<Vec<u8>>>;
 
@@ -118,4 +118,76 @@ fn a_guest_that_breaks_a_queue_sees_needs_reset_and_recovers_by_reset() {
     w32(&mut t, QUEUE_NOTIFY, u32::from(TX_QUEUE));
     serve_notifications(&mut t);
     assert_eq!(t.device().sink(), b"again");
+}
+
+/// One random access: mostly aligned 4-byte register accesses (so the
+/// state machine gets somewhere), some of any size anywhere.
+fn random_access(t: &mut ConsoleTransport, rng: &mut Rng) {
+    let offsets = [
+        rng.below(0x40) * 4,
+        rng.below(0x110),
+        STATUS,
+        QUEUE_SEL,
+        QUEUE_NUM,
+        QUEUE_READY,
+        QUEUE_NOTIFY,
+        DRIVER_FEATURES,
+        DRIVER_FEATURES_SEL,
+        MMIO_WINDOW_SIZE - 1,
+    ];
+    let offset = rng.pick(&offsets);
+    let len = rng.pick(&[4, 4, 4, 0, 1, 2, 3, 8]);
+    let values = [
+        0,
+        1,
+        2,
+        3,
+        4,
+        8,
+        0xf,
+        0x40,
+        0x80,
+        64,
+        0x1_0000,
+        rng.next() as u32,
+    ];
+    let mut bytes = [0u8; 8];
+    bytes[..4].copy_from_slice(&rng.pick(&values).to_le_bytes());
+    if rng.below(2) == 0 {
+        t.write(offset, &bytes[..len]);
+    } else {
+        t.read(offset, &mut bytes[..len]);
+    }
+}
+
+#[test]
+fn random_register_traffic_never_panics() {
+    let mem = guest_memory();
+    let (mut t, _) = console_transport(&mem);
+    let mut rng = Rng::new(0xf1a7);
+    let mut activations = 0;
+    for _ in 0..100 {
+        // A proper negotiation with random queue registers, so the random
+        // traffic below also meets an active device.
+        w32(&mut t, STATUS, 0);
+        negotiate(&mut t, VERSION_1);
+        for _ in 0..rng.below(12) {
+            let registers = [QUEUE_SEL, QUEUE_NUM, QUEUE_READY, QUEUE_DESC_LOW];
+            let register = rng.pick(&registers);
+            let values = [0, 1, 16, 64, 0x1_0000, 0x2_0000, rng.next() as u32];
+            let value = rng.pick(&values);
+            w32(&mut t, register, value);
+        }
+        driver_ok(&mut t);
+        activations += usize::from(t.is_active());
+        for _ in 0..500 {
+            random_access(&mut t, &mut rng);
+            match rng.below(32) {
+                0 => drop(t.process_queue(rng.below(3) as u16)),
+                1 => drop(t.device_mut().push_input(b"x")),
+                _ => {}
+            }
+        }
+    }
+    assert!(activations > 0, "some rounds should activate");
 }
