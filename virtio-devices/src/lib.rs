@@ -51,6 +51,21 @@
 //! Guest misbehaviour never surfaces as an error: a bad descriptor chain is
 //! returned with used length 0, a broken queue sets DEVICE_NEEDS_RESET. The
 //! errors returned ([`DeviceError`], [`TransportError`]) are host failures.
+//!
+//! # Limits
+//!
+//! - Interrupts are edge-style: every trigger writes the irqfd once, and
+//!   InterruptStatus keeps the reasons until the driver acks them. A vmm
+//!   that models the pin as level-triggered should re-assert while
+//!   [`VirtioInterrupt::status`] is non-zero (e.g. from a resample eventfd).
+//! - Used-buffer notifications are suppressed through `used_event`
+//!   (VIRTIO_F_EVENT_IDX) only; VRING_AVAIL_F_NO_INTERRUPT is a hint the
+//!   device may ignore (§2.7.7) and does.
+//! - Not offered: packed rings, VIRTIO_F_NOTIFICATION_DATA, VIRTIO_F_RING_RESET
+//!   (QueueReset reads 0), shared memory regions (SHMLen reads -1), and the
+//!   console's SIZE, MULTIPORT and EMERG_WRITE features.
+//! - Queue work runs on the caller's thread: a console sink that blocks
+//!   (a full pipe) blocks the vmm's event loop.
 #![deny(missing_docs)]
 
 pub mod console;

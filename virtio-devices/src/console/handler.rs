@@ -127,6 +127,10 @@ impl<'a> Receive<'a> {
                 break;
             }
             let n = (desc.len() as usize).min(self.input.len());
+            if n == 0 {
+                // Empty descriptors are not address-checked; skip them.
+                continue;
+            }
             if let Err(e) = write_front(mem, desc.addr(), self.input, n) {
                 self.faults.report("virtio-console receive", &e);
                 break;

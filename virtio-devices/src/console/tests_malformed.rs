@@ -166,6 +166,22 @@ fn a_receive_chain_with_a_device_readable_descriptor_is_rejected() {
 }
 
 #[test]
+fn an_empty_receive_descriptor_anywhere_is_skipped() {
+    let mem = guest_memory();
+    let mut rig = Rig::new(&mem);
+    rig.console.push_input(b"data").unwrap();
+    rig.post_rx(
+        &[
+            desc(u64::MAX, 0, WRITE | NEXT, 1),
+            desc(BUFFERS, 8, WRITE, 0),
+        ],
+        0,
+    );
+    assert_eq!(rig.rx.used(), vec![(0, 4)]);
+    assert_eq!(rig.read(BUFFERS, 4), b"data");
+}
+
+#[test]
 fn receive_buffers_outside_guest_memory_are_rejected_and_input_kept() {
     let mem = guest_memory();
     let mut rig = Rig::new(&mem);
