@@ -1,7 +1,8 @@
 //! The flat virtio-mmio bus as the guest sees it: the devices in the ACPI
 //! DSDT (LNRO0005) and on the command line (`virtio_mmio.device=`), in bus
 //! order, each window answering MMIO reads from guest user mode. Uses
-//! `--placeholder-devices`: windows with device ID 0, which drivers ignore.
+//! `--placeholder-devices`: windows with device ID 0, which drivers ignore,
+//! with `--console serial` so that no virtio console takes slot 0.
 
 mod common;
 
@@ -23,7 +24,7 @@ fn assert_regs_answer(lines: &[&str]) {
 #[test]
 fn devices_are_listed_in_order_in_the_dsdt_and_on_the_command_line() {
     require_kvm();
-    let out = flint_run(&["--placeholder-devices", "3"]);
+    let out = flint_run(&["--console", "serial", "--placeholder-devices", "3"]);
     assert_eq!(out.code, Some(0), "{out}");
     let acpi = out.probe_lines("virtio-mmio index=");
     assert_eq!(acpi.len(), 3, "{out}");
@@ -52,7 +53,13 @@ fn devices_are_listed_in_order_in_the_dsdt_and_on_the_command_line() {
 #[test]
 fn without_acpi_the_command_line_alone_lists_the_devices() {
     require_kvm();
-    let out = flint_run(&["--placeholder-devices", "2", "--no-acpi"]);
+    let out = flint_run(&[
+        "--console",
+        "serial",
+        "--placeholder-devices",
+        "2",
+        "--no-acpi",
+    ]);
     assert_eq!(out.code, Some(0), "{out}");
     assert_eq!(out.probe_line("acpi"), "probe: acpi none");
     let devices = out.probe_lines("cmdline-device addr=");
@@ -65,7 +72,13 @@ fn without_acpi_the_command_line_alone_lists_the_devices() {
 #[test]
 fn without_command_line_devices_acpi_alone_lists_them() {
     require_kvm();
-    let out = flint_run(&["--placeholder-devices", "2", "--no-cmdline-devices"]);
+    let out = flint_run(&[
+        "--console",
+        "serial",
+        "--placeholder-devices",
+        "2",
+        "--no-cmdline-devices",
+    ]);
     assert_eq!(out.code, Some(0), "{out}");
     assert!(!out.probe_line("cmdline=").contains("virtio_mmio"), "{out}");
     assert_eq!(out.probe_line("acpi devices="), "probe: acpi devices=2");
@@ -74,10 +87,17 @@ fn without_command_line_devices_acpi_alone_lists_them() {
 #[test]
 fn the_bus_holds_at_most_19_devices() {
     require_kvm();
-    let out = flint_run(&["--placeholder-devices", "19", "--cmdline", "probe.exit=4"]);
+    let out = flint_run(&[
+        "--console",
+        "serial",
+        "--placeholder-devices",
+        "19",
+        "--cmdline",
+        "probe.exit=4",
+    ]);
     assert_eq!(out.code, Some(4), "{out}");
     assert_eq!(out.probe_line("acpi devices="), "probe: acpi devices=19");
-    let out = flint_run(&["--placeholder-devices", "20"]);
+    let out = flint_run(&["--console", "serial", "--placeholder-devices", "20"]);
     assert_eq!(out.code, Some(125), "{out}");
     assert!(out.stderr.contains("--placeholder-devices 20"), "{out}");
 }
@@ -85,7 +105,14 @@ fn the_bus_holds_at_most_19_devices() {
 #[test]
 fn register_reads_are_real_mmio_exits_to_the_monitor() {
     require_kvm();
-    let out = flint_run(&["--placeholder-devices", "2", "--boot-report", "-"]);
+    let out = flint_run(&[
+        "--console",
+        "serial",
+        "--placeholder-devices",
+        "2",
+        "--boot-report",
+        "-",
+    ]);
     assert_eq!(out.code, Some(0), "{out}");
     let report = out.stdout.lines().last().unwrap_or_default();
     // Four registers per device, read once for the ACPI list and once for the command-line list.

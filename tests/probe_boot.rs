@@ -119,7 +119,8 @@ fn cmdline_arrives_byte_exact_after_the_defaults() {
     assert_eq!(out.code, Some(3), "{out}");
     assert_eq!(
         out.probe_line("cmdline="),
-        format!("probe: cmdline={DEFAULT_CMDLINE} {user}")
+        // The default virtio console is listed after the user's part.
+        format!("probe: cmdline={DEFAULT_CMDLINE} {user} virtio_mmio.device=4K@0xd0000000:5")
     );
 }
 

@@ -14,14 +14,16 @@ use kvm_ioctls::{Kvm, VmFd};
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
+use crate::config::devices::ConsoleMode;
 use crate::config::{KernelSource, RunConfig};
 use crate::control::VmControl;
 use crate::devices::ioapic::Ioapic;
 use crate::devices::legacy::{AcpiSleep, BootMarker, ExitPort, I8042};
 use crate::devices::placeholder::Placeholder;
 use crate::devices::serial::{SerialDevice, SerialOut};
+use crate::devices::virtio::{self, InputRouter, StdoutSink, VirtioConsole};
 use crate::devices::{Bus, BusError};
-use crate::event_loop::EventLoop;
+use crate::event_loop::{EventLoop, EventSource};
 use crate::exit::VmOutcome;
 use crate::kvm::coalesced::{self, KvmTxCoalescing, SharedRing};
 use crate::kvm::cpuid::SupportedCpuid;
@@ -29,6 +31,7 @@ use crate::kvm::irq::{self, KvmMsiRouter};
 use crate::kvm::vcpu::{spawn_vcpu, VcpuShared};
 use crate::kvm::vm;
 use crate::report::{BootTimeline, Phase};
+use virtio_devices::{Console, IrqfdInterrupt, MmioTransport};
 
 /// A step of building or running the VM failed.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +69,9 @@ pub enum BuildError {
     /// More devices than the flat bus has slots for.
     #[error("device {0} does not fit on the virtio-mmio bus")]
     BusFull(usize),
+    /// A virtio device could not be created or wired.
+    #[error("virtio device: {0}")]
+    Virtio(String),
     /// Registering an irqfd failed.
     #[error("KVM_IRQFD for IRQ {irq} failed: {source}")]
     Irqfd {
@@ -104,6 +110,8 @@ pub struct Finished {
 pub struct Vm {
     _kvm: Arc<Kvm>,
     _vm: Arc<VmFd>,
+    input: InputRouter,
+    sources: Vec<EventSource>,
     serial: Arc<Mutex<SerialDevice>>,
     ring: SharedRing,
     pio: Arc<Bus>,
@@ -137,10 +145,15 @@ pub fn build(cfg: &RunConfig, timeline: Arc<BootTimeline>) -> Result<Vm, BuildEr
     timeline.mark(Phase::MemoryReady);
     irq::enable_split_irqchip(&vm_fd)?;
     let control = Arc::new(VmControl::new(timeline.clone()).map_err(BuildError::EventFd)?);
-    let (pio, serial) = legacy_bus(&kvm, &vm_fd, &control)?;
+    let (pio, serial) = legacy_bus(cfg, &kvm, &vm_fd, &control)?;
     let pio = Arc::new(pio);
     let ring = SharedRing::default();
-    let (mmio, slots) = mmio_bus(cfg, &vm_fd)?;
+    let MmioDevices {
+        bus: mmio,
+        slots,
+        console,
+        sources,
+    } = mmio_bus(cfg, &vm_fd, &mem)?;
     let shared = Arc::new(VcpuShared {
         kvm: kvm.clone(),
         vm: vm_fd.clone(),
@@ -166,6 +179,12 @@ pub fn build(cfg: &RunConfig, timeline: Arc<BootTimeline>) -> Result<Vm, BuildEr
     Ok(Vm {
         _kvm: kvm,
         _vm: vm_fd,
+        input: InputRouter {
+            serial: matches!(cfg.console, ConsoleMode::Serial | ConsoleMode::Both)
+                .then(|| serial.clone()),
+            console,
+        },
+        sources,
         serial,
         control,
         boot,
@@ -231,26 +250,35 @@ fn embedded_probe() -> std::io::Result<File> {
 /// The port-I/O devices: UART (with its irqfd), exit port, boot marker,
 /// i8042 reset, ACPI sleep registers.
 fn legacy_bus(
+    cfg: &RunConfig,
     kvm: &Kvm,
     vm_fd: &Arc<VmFd>,
     control: &Arc<VmControl>,
 ) -> Result<(Bus, Arc<Mutex<SerialDevice>>), BuildError> {
+    let with_uart = matches!(cfg.console, ConsoleMode::Serial | ConsoleMode::Both);
     let irq_evt = EventFd::new(EFD_NONBLOCK).map_err(BuildError::EventFd)?;
-    vm_fd
-        .register_irqfd(&irq_evt, layout::SERIAL_IRQ)
-        .map_err(|source| BuildError::Irqfd {
-            irq: layout::SERIAL_IRQ,
-            source,
-        })?;
+    if with_uart {
+        vm_fd
+            .register_irqfd(&irq_evt, layout::SERIAL_IRQ)
+            .map_err(|source| BuildError::Irqfd {
+                irq: layout::SERIAL_IRQ,
+                source,
+            })?;
+    }
     // SAFETY: stdout (fd 1) stays open for the life of the process.
     let out = unsafe { SerialOut::new(libc::STDOUT_FILENO, control.timeline.clone()) };
     let mut uart = SerialDevice::new(irq_evt, out);
-    if let Some(switch) = KvmTxCoalescing::new(kvm, vm_fd.clone(), layout::SERIAL_PORT) {
+    if let Some(switch) =
+        KvmTxCoalescing::new(kvm, vm_fd.clone(), layout::SERIAL_PORT).filter(|_| with_uart)
+    {
         uart = uart.with_coalescing(Box::new(switch));
     }
     let serial = Arc::new(Mutex::new(uart));
     let mut bus = Bus::default();
-    bus.insert(serial.clone(), u64::from(layout::SERIAL_PORT), 8)?;
+    // Without the UART (--console virtio|none) port 0x3f8 is simply empty.
+    if with_uart {
+        bus.insert(serial.clone(), u64::from(layout::SERIAL_PORT), 8)?;
+    }
     bus.insert(
         Arc::new(Mutex::new(ExitPort(control.clone()))),
         u64::from(layout::EXIT_PORT),
@@ -275,7 +303,19 @@ const IOAPIC_WINDOW: u64 = 0x1000;
 
 /// The MMIO bus: the IOAPIC, then the virtio-mmio devices in command-line
 /// order; returns the virtio slots for the ACPI DSDT and the command line.
-fn mmio_bus(cfg: &RunConfig, vm_fd: &Arc<VmFd>) -> Result<(Bus, Vec<VirtioMmioSlot>), BuildError> {
+/// What [`mmio_bus`] built besides the bus.
+struct MmioDevices {
+    bus: Bus,
+    slots: Vec<VirtioMmioSlot>,
+    console: Option<VirtioConsole>,
+    sources: Vec<EventSource>,
+}
+
+fn mmio_bus(
+    cfg: &RunConfig,
+    vm_fd: &Arc<VmFd>,
+    mem: &GuestMemoryMmap,
+) -> Result<MmioDevices, BuildError> {
     let mut bus = Bus::default();
     let ioapic = Ioapic::new(KvmMsiRouter::new(vm_fd.clone()));
     bus.insert(
@@ -283,13 +323,38 @@ fn mmio_bus(cfg: &RunConfig, vm_fd: &Arc<VmFd>) -> Result<(Bus, Vec<VirtioMmioSl
         layout::IOAPIC_START,
         IOAPIC_WINDOW,
     )?;
-    let mut slots = Vec::new();
-    for index in 0..cfg.placeholder_devices {
-        let slot = layout::virtio_mmio_slot(index).ok_or(BuildError::BusFull(index))?;
-        bus.insert(Arc::new(Mutex::new(Placeholder)), slot.addr, slot.size)?;
-        slots.push(slot);
+    let mut devices = MmioDevices {
+        bus,
+        slots: Vec::new(),
+        console: None,
+        sources: Vec::new(),
+    };
+    if matches!(cfg.console, ConsoleMode::Virtio | ConsoleMode::Both) {
+        let slot = next_slot(&devices)?;
+        let irq = Arc::new(IrqfdInterrupt::new().map_err(BuildError::EventFd)?);
+        let transport = MmioTransport::new(Console::new(StdoutSink), mem.clone(), irq.clone())
+            .map_err(|e| BuildError::Virtio(e.to_string()))?;
+        let console = Arc::new(Mutex::new(transport));
+        let sources = virtio::wire(vm_fd, slot, &irq, console.clone())
+            .map_err(|e| BuildError::Virtio(e.to_string()))?;
+        devices.bus.insert(console.clone(), slot.addr, slot.size)?;
+        devices.sources.extend(sources);
+        devices.slots.push(slot);
+        devices.console = Some(console);
     }
-    Ok((bus, slots))
+    for _ in 0..cfg.placeholder_devices {
+        let slot = next_slot(&devices)?;
+        devices
+            .bus
+            .insert(Arc::new(Mutex::new(Placeholder)), slot.addr, slot.size)?;
+        devices.slots.push(slot);
+    }
+    Ok(devices)
+}
+
+fn next_slot(devices: &MmioDevices) -> Result<VirtioMmioSlot, BuildError> {
+    let index = devices.slots.len();
+    layout::virtio_mmio_slot(index).ok_or(BuildError::BusFull(index))
 }
 
 fn load_guest(
@@ -325,6 +390,8 @@ impl Vm {
         let Vm {
             _kvm,
             _vm,
+            input,
+            sources,
             serial,
             control,
             ring,
@@ -335,7 +402,7 @@ impl Vm {
         // gained by tearing them down one by one first.
         std::mem::forget((_kvm, _vm));
         let replay = || coalesced::replay(&ring, &pio);
-        let mut event_loop = EventLoop::new(&control, &serial, Some(&replay), Vec::new())?;
+        let mut event_loop = EventLoop::new(&control, &input, Some(&replay), sources)?;
         let outcome = event_loop.run(deadline)?;
         replay();
         let mut serial = serial.lock().unwrap_or_else(|p| p.into_inner());

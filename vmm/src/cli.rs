@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use guest_boot::cmdline::DEFAULT_CMDLINE;
 
+use crate::config::devices::ConsoleMode;
 use crate::config::{Discovery, KernelSource, ReportSink, RunConfig};
 
 /// Largest `--mem` flint accepts, in MiB (1 TiB).
@@ -91,6 +92,11 @@ pub struct RunArgs {
     /// The KVM device node.
     #[arg(long, value_name = "PATH", default_value = "/dev/kvm")]
     pub kvm_device: PathBuf,
+    /// Consoles the guest gets: virtio (virtio-console), serial (8250 UART
+    /// at 0x3f8), both (the guest picks; stdin goes to the virtio console
+    /// once the guest brings it up, else to the UART) or none.
+    #[arg(long, value_name = "MODE", default_value = "both")]
+    pub console: ConsoleMode,
     /// Add N empty virtio-mmio slots (device ID 0, which drivers ignore), to
     /// test a guest's bus enumeration.
     #[arg(long, value_name = "N", default_value_t = 0)]
@@ -169,6 +175,7 @@ impl TryFrom<RunArgs> for RunConfig {
             },
             kvm_device: args.kvm_device,
             placeholder_devices: args.placeholder_devices,
+            console: args.console,
         })
     }
 }

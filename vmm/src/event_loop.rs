@@ -4,13 +4,12 @@
 //! runs the periodic tick and enforces `--timeout`.
 
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 
 use crate::control::VmControl;
-use crate::devices::serial::SerialDevice;
+use crate::devices::virtio::InputRouter;
 use crate::exit::VmOutcome;
 
 const TOKEN_STOP: u64 = 0;
@@ -51,19 +50,19 @@ struct Stdin {
 pub struct EventLoop<'a> {
     epoll: Epoll,
     control: &'a VmControl,
-    serial: &'a Arc<Mutex<SerialDevice>>,
+    input: &'a InputRouter,
     tick: Option<&'a dyn Fn()>,
     sources: Vec<EventSource>,
     stdin: Stdin,
 }
 
 impl<'a> EventLoop<'a> {
-    /// A loop for `control`'s VM feeding stdin to `serial`; `tick`, when
+    /// A loop for `control`'s VM feeding stdin to `input`; `tick`, when
     /// given, runs after every wake-up and at least every [`TICK_MS`] (it
     /// replays coalesced UART writes, bounding their latency).
     pub fn new(
         control: &'a VmControl,
-        serial: &'a Arc<Mutex<SerialDevice>>,
+        input: &'a InputRouter,
         tick: Option<&'a dyn Fn()>,
         sources: Vec<EventSource>,
     ) -> Result<Self, EventLoopError> {
@@ -89,7 +88,7 @@ impl<'a> EventLoop<'a> {
         Ok(EventLoop {
             epoll,
             control,
-            serial,
+            input,
             tick,
             sources,
             stdin,
@@ -118,7 +117,7 @@ impl<'a> EventLoop<'a> {
             if let Some(tick) = self.tick {
                 tick();
             }
-            self.feed_serial();
+            self.feed_input();
         }
     }
 
@@ -151,16 +150,12 @@ impl<'a> EventLoop<'a> {
         }
     }
 
-    /// Offer pending input to the UART, and poll stdin only while the
-    /// UART has taken everything read so far.
-    fn feed_serial(&mut self) {
+    /// Offer pending input to the guest's console, and poll stdin only
+    /// while the console has taken everything read so far.
+    fn feed_input(&mut self) {
         let stdin = &mut self.stdin;
         if !stdin.pending.is_empty() {
-            let taken = self
-                .serial
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .enqueue_input(&stdin.pending);
+            let taken = self.input.feed(&stdin.pending);
             stdin.pending.drain(..taken);
         }
         let want = stdin.open && stdin.pending.is_empty();

@@ -61,4 +61,6 @@ pub struct RunConfig {
     pub kvm_device: PathBuf,
     /// Empty virtio-mmio slots to put on the bus.
     pub placeholder_devices: usize,
+    /// Which consoles the guest gets.
+    pub console: devices::ConsoleMode,
 }

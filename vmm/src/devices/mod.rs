@@ -10,5 +10,6 @@ pub mod ioapic;
 pub mod legacy;
 pub mod placeholder;
 pub mod serial;
+pub mod virtio;
 
 pub use bus::{Bus, BusDevice, BusError};
