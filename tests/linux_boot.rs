@@ -20,6 +20,8 @@ const PARAMS: &str =
     "earlyprintk=serial,ttyS0,115200 noxsave nofsgsbase clearcpuid=popcnt,smap rodata=off \
                       mitigations=off acpi_force_table_verification";
 const MEM_MIB: u64 = 256;
+/// The default virtio console, listed on the command line for kernels without ACPI.
+const CONSOLE_DEVICE: &str = "virtio_mmio.device=4K@0xd0000000:5";
 
 fn kernel_dir() -> PathBuf {
     let dir = std::env::var_os("FLINT_LINUX_DIR")
@@ -76,9 +78,9 @@ fn check_early_log(out: &Outcome) {
     let has = |needle: &str| log.contains(needle);
     assert!(
         has(&format!(
-            "Command line: console=ttyS0 reboot=k panic=-1 {PARAMS}\n"
+            "Command line: console=ttyS0 reboot=k panic=-1 {PARAMS} {CONSOLE_DEVICE}\n"
         )) || has(&format!(
-            "Command line: console=ttyS0 reboot=k panic=-1 {PARAMS}\r\n"
+            "Command line: console=ttyS0 reboot=k panic=-1 {PARAMS} {CONSOLE_DEVICE}\r\n"
         )),
         "{out}"
     );
