@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::process::{Command, Stdio};
 
 use common::*;
@@ -86,44 +86,12 @@ fn a_line_longer_than_the_uart_fifo_arrives_intact() {
 #[test]
 fn input_written_while_the_guest_polls_reaches_it() {
     require_kvm();
-    let mut child = echo_command()
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn flint");
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut seen = String::new();
     // Wait until the guest announces it polls, then type a line.
-    loop {
-        let mut line = String::new();
-        let n = stdout.read_line(&mut line).expect("read flint's stdout");
-        seen.push_str(&line);
-        assert!(n > 0, "flint ended before 'probe: echo ready':\n{seen}");
-        if line == "probe: echo ready\n" {
-            break;
-        }
-    }
-    stdin
-        .write_all(b"typed late\n")
-        .expect("write flint's stdin");
-    drop(stdin);
-    stdout
-        .read_to_string(&mut seen)
-        .expect("read flint's stdout");
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    let out = Outcome {
-        code: child.wait().expect("wait for flint").code(),
-        stdout: seen,
-        stderr,
-    };
+    let out = flint_run_typing_after(
+        &["--timeout", "30", "--cmdline", CMDLINE],
+        "probe: echo ready",
+        b"typed late\n",
+    );
     assert_echo_sequence(&out, "probe: echo line=typed late");
 }
 

@@ -6,9 +6,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
-
 use common::*;
 
 #[test]
@@ -58,44 +55,20 @@ fn without_a_virtio_console_the_probe_finds_none() {
 #[test]
 fn host_input_reaches_the_guest_through_the_receive_queue() {
     require_kvm();
-    let mut child = Command::new(flint_bin())
-        .args([
-            "run",
+    // Type only once the guest's driver is up, as a person at the console would.
+    let out = flint_run_typing_after(
+        &[
             "--timeout",
             "30",
             "--cmdline",
             "probe.virtio=1 probe.virtio-echo=1 probe.exit=8",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn flint");
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut seen = String::new();
-    // Type only once the guest's driver is up, as a person at the console would.
-    loop {
-        let mut line = String::new();
-        if stdout.read_line(&mut line).unwrap() == 0 {
-            panic!("flint ended before the guest was ready:\n{seen}");
-        }
-        seen.push_str(&line);
-        if line.starts_with("probe: virtio-console echo ready") {
-            break;
-        }
-    }
-    stdin
-        .write_all("typed into virtio-console\n".as_bytes())
-        .unwrap();
-    drop(stdin);
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
-    seen.push_str(&rest);
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(8), "{seen}");
-    assert!(
-        seen.contains("probe: virtio-console echo line=typed into virtio-console\n"),
-        "{seen}"
+        ],
+        "probe: virtio-console echo ready",
+        b"typed into virtio-console\n",
+    );
+    assert_eq!(out.code, Some(8), "{out}");
+    assert_eq!(
+        out.probe_line("virtio-console echo line="),
+        "probe: virtio-console echo line=typed into virtio-console"
     );
 }

@@ -127,3 +127,47 @@ pub fn json_u64(json: &str, key: &str) -> u64 {
         .parse()
         .unwrap()
 }
+
+/// Run `flint run ARGS...`, wait until the guest prints a line starting
+/// with `ready`, then type `input` on flint's stdin and close it, as a
+/// person at the console would; returns everything flint printed.
+pub fn flint_run_typing_after(args: &[&str], ready: &str, input: &[u8]) -> Outcome {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut child = Command::new(flint_bin())
+        .arg("run")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn flint");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        let n = stdout.read_line(&mut line).expect("read flint's stdout");
+        seen.push_str(&line);
+        assert!(n > 0, "flint ended before {ready:?}:\n{seen}");
+        if line.starts_with(ready) {
+            break;
+        }
+    }
+    stdin.write_all(input).expect("write flint's stdin");
+    drop(stdin);
+    stdout
+        .read_to_string(&mut seen)
+        .expect("read flint's stdout");
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("read flint's stderr");
+    Outcome {
+        code: child.wait().expect("wait for flint").code(),
+        stdout: seen,
+        stderr,
+    }
+}
