@@ -16,6 +16,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod devices;
+pub mod disks;
 pub mod event_loop;
 pub mod exit;
 pub mod kvm;
