@@ -90,6 +90,7 @@ pub fn open_disk(cfg: &DiskConfig) -> Result<HostDisk, DiskError> {
                     source,
                 }
             }
+            Some(libc::EISDIR) => DiskError::NotADisk(path.clone()),
             _ => DiskError::Open {
                 path: path.clone(),
                 source,
@@ -177,7 +178,8 @@ mod tests {
         assert!(err(&empty).contains("not a non-zero multiple of 512"));
         let odd = scratch("odd", 1000);
         assert!(err(&odd).contains("1000 bytes"));
-        assert!(err(Path::new("/tmp")).contains("not a regular file or a block device"));
+        let dir = err(Path::new("/tmp"));
+        assert!(dir.contains("not a regular file or a block device"), "{dir}");
         std::fs::remove_file(empty).unwrap();
         std::fs::remove_file(odd).unwrap();
     }
