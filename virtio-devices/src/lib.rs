@@ -68,6 +68,7 @@
 //!   (a full pipe) blocks the vmm's event loop.
 #![deny(missing_docs)]
 
+pub mod block;
 pub mod console;
 mod device;
 mod interrupt;
@@ -76,10 +77,11 @@ pub mod mmio;
 mod testing;
 mod virtqueue;
 
+pub use block::{Access, Block, BlockBackend, BlockOptions, FileBackend};
 pub use console::Console;
 pub use device::{
-    read_config_bytes, ActivateError, DeviceError, VirtioDevice, DEVICE_TYPE_CONSOLE,
-    FEATURE_EVENT_IDX, FEATURE_INDIRECT_DESC, FEATURE_VERSION_1,
+    read_config_bytes, ActivateError, DeviceError, VirtioDevice, DEVICE_TYPE_BLOCK,
+    DEVICE_TYPE_CONSOLE, FEATURE_EVENT_IDX, FEATURE_INDIRECT_DESC, FEATURE_VERSION_1,
 };
 pub use interrupt::{CountingInterrupt, InterruptType, IrqfdInterrupt, VirtioInterrupt};
 pub use mmio::{MmioTransport, TransportError, MMIO_WINDOW_SIZE, QUEUE_NOTIFY_OFFSET};

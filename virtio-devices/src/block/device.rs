@@ -1,0 +1,414 @@
+//! The block device: construction options (serial, geometry), feature
+//! bits, configuration space, activation, reset, and dispatch of queue
+//! notifications to `handler.rs`.
+//!
+//! Implements virtio 1.2 §5.2.1–§5.2.5 (device ID 2, one requestq, the
+//! feature bits, the configuration layout of §5.2.4 and device
+//! initialization) and §2.1.2 (DEVICE_NEEDS_RESET) when the guest breaks
+//! the queue.
+
+use std::sync::Arc;
+
+use log::debug;
+use virtio_bindings::virtio_blk::{
+    VIRTIO_BLK_F_BLK_SIZE, VIRTIO_BLK_F_DISCARD, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_RO,
+    VIRTIO_BLK_F_SEG_MAX, VIRTIO_BLK_F_SIZE_MAX, VIRTIO_BLK_F_TOPOLOGY, VIRTIO_BLK_F_WRITE_ZEROES,
+};
+use virtio_queue::{Queue, QueueT};
+use vm_memory::GuestMemoryMmap;
+
+use super::backend::{Access, BlockBackend, Capabilities};
+use super::handler::{Handler, IoErrorLog, Settings};
+use super::request::{Limits, Scratch};
+use super::{
+    MAX_RANGES, MAX_RANGE_SECTORS, QUEUE_SIZE, SECTOR_SIZE, SEG_MAX, SERIAL_LEN, SIZE_MAX,
+};
+use crate::device::{
+    read_config_bytes, ActivateError, DeviceError, VirtioDevice, DEVICE_TYPE_BLOCK,
+    FEATURE_EVENT_IDX, FEATURE_INDIRECT_DESC, FEATURE_VERSION_1,
+};
+use crate::interrupt::{InterruptType, VirtioInterrupt};
+use crate::virtqueue::{serve_queue, signal_used, FaultLog, QueueFault, ServeError};
+
+/// The request queue's index.
+const REQUEST_QUEUE: u16 = 0;
+
+// Configuration space offsets (§5.2.4, struct virtio_blk_config).
+pub(super) const CONFIG_CAPACITY: usize = 0;
+pub(super) const CONFIG_SIZE_MAX: usize = 8;
+pub(super) const CONFIG_SEG_MAX: usize = 12;
+pub(super) const CONFIG_BLK_SIZE: usize = 20;
+pub(super) const CONFIG_PHYSICAL_BLOCK_EXP: usize = 24;
+pub(super) const CONFIG_ALIGNMENT_OFFSET: usize = 25;
+pub(super) const CONFIG_MIN_IO_SIZE: usize = 26;
+pub(super) const CONFIG_OPT_IO_SIZE: usize = 28;
+pub(super) const CONFIG_MAX_DISCARD_SECTORS: usize = 36;
+pub(super) const CONFIG_MAX_DISCARD_SEG: usize = 40;
+pub(super) const CONFIG_DISCARD_SECTOR_ALIGNMENT: usize = 44;
+pub(super) const CONFIG_MAX_WRITE_ZEROES_SECTORS: usize = 48;
+pub(super) const CONFIG_MAX_WRITE_ZEROES_SEG: usize = 52;
+pub(super) const CONFIG_WRITE_ZEROES_MAY_UNMAP: usize = 56;
+/// Bytes of configuration space served (through unused1, before the
+/// secure-erase fields); the rest reads as 0.
+pub(super) const CONFIG_LEN: usize = 60;
+
+/// Why a [`Block`] could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BlockError {
+    /// The serial does not fit GET_ID's 20 bytes.
+    #[error("serial {0:?} is longer than 20 bytes")]
+    SerialTooLong(String),
+    /// The serial has non-ASCII or NUL bytes.
+    #[error("serial {0:?} is not ASCII without NUL bytes")]
+    SerialNotAscii(String),
+    /// The logical block size is not a power of two in 512..=65536.
+    #[error("logical block size {0} is not a power of two from 512 to 65536")]
+    LogicalBlockSize(u32),
+    /// The physical block (logical << exponent) is above 1 MiB.
+    #[error("physical block exponent {0} makes blocks larger than 1 MiB")]
+    PhysicalBlockExponent(u8),
+}
+
+/// The string GET_ID returns: up to 20 ASCII bytes, NUL-padded (§5.2.6).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Serial([u8; SERIAL_LEN]);
+
+impl Serial {
+    /// `id` as a serial: at most 20 bytes of ASCII, no NUL.
+    pub fn new(id: &str) -> Result<Self, BlockError> {
+        if id.len() > SERIAL_LEN {
+            return Err(BlockError::SerialTooLong(id.to_string()));
+        }
+        if !id.bytes().all(|b| b.is_ascii() && b != 0) {
+            return Err(BlockError::SerialNotAscii(id.to_string()));
+        }
+        let mut bytes = [0u8; SERIAL_LEN];
+        bytes[..id.len()].copy_from_slice(id.as_bytes());
+        Ok(Serial(bytes))
+    }
+
+    /// The 20 bytes GET_ID writes.
+    pub fn as_bytes(&self) -> &[u8; SERIAL_LEN] {
+        &self.0
+    }
+}
+
+/// Block sizes and I/O hints shown to the guest (§5.2.4: blk_size and
+/// topology); a passthrough mode can copy the host device's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockGeometry {
+    /// blk_size: the logical block size in bytes (a power of two, 512 to
+    /// 65536).
+    pub logical_block_size: u32,
+    /// physical_block_exp: log2 of physical blocks per logical block.
+    pub physical_block_exponent: u8,
+    /// alignment_offset: offset of the first aligned logical block.
+    pub alignment_offset: u8,
+    /// min_io_size: suggested minimum I/O size, in logical blocks (0: none).
+    pub min_io_size: u16,
+    /// opt_io_size: optimal sustained I/O size, in logical blocks (0: none).
+    pub opt_io_size: u32,
+}
+
+impl Default for BlockGeometry {
+    /// 512-byte blocks, no hints.
+    fn default() -> Self {
+        BlockGeometry {
+            logical_block_size: SECTOR_SIZE as u32,
+            physical_block_exponent: 0,
+            alignment_offset: 0,
+            min_io_size: 0,
+            opt_io_size: 0,
+        }
+    }
+}
+
+impl BlockGeometry {
+    fn check(&self) -> Result<(), BlockError> {
+        let size = self.logical_block_size;
+        if !size.is_power_of_two() || !(512..=65536).contains(&size) {
+            return Err(BlockError::LogicalBlockSize(size));
+        }
+        let physical = u64::from(size).checked_shl(self.physical_block_exponent.into());
+        if physical.is_none_or(|p| p > 1 << 20) {
+            return Err(BlockError::PhysicalBlockExponent(
+                self.physical_block_exponent,
+            ));
+        }
+        Ok(())
+    }
+
+    /// The physical block size in 512-byte sectors (checked to fit).
+    fn physical_sectors(&self) -> u32 {
+        (self.logical_block_size << self.physical_block_exponent) / SECTOR_SIZE as u32
+    }
+}
+
+/// How a [`Block`] presents itself, beyond what its backend decides.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BlockOptions {
+    /// GET_ID's answer (default: empty, all NUL).
+    pub serial: Serial,
+    /// Block sizes and hints (default: 512-byte blocks).
+    pub geometry: BlockGeometry,
+}
+
+/// Everything the device holds between DRIVER_OK and reset.
+struct Active {
+    mem: GuestMemoryMmap,
+    interrupt: Arc<dyn VirtioInterrupt>,
+    queue: Queue,
+}
+
+/// A virtio block device over backend `B`.
+///
+/// Offers VIRTIO_BLK_F_FLUSH, BLK_SIZE, SEG_MAX, SIZE_MAX and TOPOLOGY;
+/// RO for a read-only backend; DISCARD and WRITE_ZEROES when a writable
+/// backend supports them; VIRTIO_F_RING_EVENT_IDX and
+/// VIRTIO_F_RING_INDIRECT_DESC. Not offered: GEOMETRY, CONFIG_WCE, MQ,
+/// LIFETIME, SECURE_ERASE, ZONED.
+pub struct Block<B: BlockBackend> {
+    backend: B,
+    settings: Settings,
+    avail_features: u64,
+    config: [u8; CONFIG_LEN],
+    scratch: Scratch,
+    active: Option<Active>,
+    broken: bool,
+    faults: FaultLog,
+    io_errors: IoErrorLog,
+}
+
+impl<B: BlockBackend> Block<B> {
+    /// A block device over `backend`, whose capacity (whole 512-byte
+    /// sectors of it), access and capabilities it reads once, here.
+    pub fn new(backend: B, options: BlockOptions) -> Result<Self, BlockError> {
+        options.geometry.check()?;
+        let capacity = backend.capacity() / SECTOR_SIZE;
+        let access = backend.access();
+        let caps = match access {
+            Access::ReadWrite => backend.capabilities(),
+            Access::ReadOnly => Capabilities::default(),
+        };
+        let limits = Limits {
+            capacity,
+            max_descriptors: QUEUE_SIZE,
+            seg_max: SEG_MAX,
+            size_max: SIZE_MAX,
+            max_ranges: MAX_RANGES,
+            max_range_sectors: MAX_RANGE_SECTORS,
+        };
+        Ok(Block {
+            backend,
+            settings: Settings {
+                access,
+                acked_features: 0,
+                serial: *options.serial.as_bytes(),
+                limits,
+            },
+            avail_features: features(access, &caps),
+            config: config_space(capacity, &options.geometry, &caps),
+            scratch: Scratch::new(SEG_MAX),
+            active: None,
+            broken: false,
+            faults: FaultLog::default(),
+            io_errors: IoErrorLog::default(),
+        })
+    }
+
+    /// The capacity the guest sees, in 512-byte sectors.
+    pub fn capacity_sectors(&self) -> u64 {
+        self.settings.limits.capacity
+    }
+
+    /// Whether the guest may write.
+    pub fn access(&self) -> Access {
+        self.settings.access
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// Host I/O failures so far (each answered with VIRTIO_BLK_S_IOERR and
+    /// logged, rate-limited).
+    pub fn io_errors(&self) -> u64 {
+        self.io_errors.count()
+    }
+
+    fn serve(&mut self) -> Result<(), DeviceError> {
+        let Some(active) = self.active.as_mut().filter(|_| !self.broken) else {
+            return Ok(());
+        };
+        if !active.queue.ready() {
+            return Ok(());
+        }
+        let mut handler = Handler {
+            backend: &mut self.backend,
+            scratch: &mut self.scratch,
+            settings: &self.settings,
+            faults: &mut self.faults,
+            io_errors: &mut self.io_errors,
+        };
+        let result = serve_queue(&mut active.queue, &active.mem, &mut handler)
+            .map_err(ServeError::from)
+            .and_then(|used| match used {
+                true => signal_used(
+                    &mut active.queue,
+                    &active.mem,
+                    &*active.interrupt,
+                    REQUEST_QUEUE,
+                ),
+                false => Ok(()),
+            });
+        match result {
+            Ok(()) => Ok(()),
+            Err(ServeError::Host(e)) => Err(e),
+            Err(ServeError::Guest(fault)) => self.fail(fault),
+        }
+    }
+
+    fn fail(&mut self, fault: QueueFault) -> Result<(), DeviceError> {
+        self.faults
+            .report("virtio-blk", &format_args!("{fault}; device needs reset"));
+        self.broken = true;
+        match &self.active {
+            Some(active) => active
+                .interrupt
+                .trigger(InterruptType::Config)
+                .map_err(DeviceError::Interrupt),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The feature bits offered for `access` and `caps`.
+fn features(access: Access, caps: &Capabilities) -> u64 {
+    let bit = |b: u32| 1u64 << b;
+    let mut features = FEATURE_VERSION_1
+        | FEATURE_EVENT_IDX
+        | FEATURE_INDIRECT_DESC
+        | bit(VIRTIO_BLK_F_FLUSH)
+        | bit(VIRTIO_BLK_F_BLK_SIZE)
+        | bit(VIRTIO_BLK_F_SEG_MAX)
+        | bit(VIRTIO_BLK_F_SIZE_MAX)
+        | bit(VIRTIO_BLK_F_TOPOLOGY);
+    if access == Access::ReadOnly {
+        features |= bit(VIRTIO_BLK_F_RO);
+    }
+    if caps.discard {
+        features |= bit(VIRTIO_BLK_F_DISCARD);
+    }
+    if caps.write_zeroes {
+        features |= bit(VIRTIO_BLK_F_WRITE_ZEROES);
+    }
+    features
+}
+
+/// The configuration space (§5.2.4) for `capacity` sectors.
+fn config_space(capacity: u64, geometry: &BlockGeometry, caps: &Capabilities) -> [u8; CONFIG_LEN] {
+    let mut c = [0u8; CONFIG_LEN];
+    let mut put = |at: usize, bytes: &[u8]| c[at..at + bytes.len()].copy_from_slice(bytes);
+    put(CONFIG_CAPACITY, &capacity.to_le_bytes());
+    put(CONFIG_SIZE_MAX, &SIZE_MAX.to_le_bytes());
+    put(CONFIG_SEG_MAX, &SEG_MAX.to_le_bytes());
+    // geometry (cylinders, heads, sectors) stays 0: GEOMETRY not offered.
+    put(CONFIG_BLK_SIZE, &geometry.logical_block_size.to_le_bytes());
+    put(
+        CONFIG_PHYSICAL_BLOCK_EXP,
+        &[geometry.physical_block_exponent],
+    );
+    put(CONFIG_ALIGNMENT_OFFSET, &[geometry.alignment_offset]);
+    put(CONFIG_MIN_IO_SIZE, &geometry.min_io_size.to_le_bytes());
+    put(CONFIG_OPT_IO_SIZE, &geometry.opt_io_size.to_le_bytes());
+    // writeback and num_queues stay 0: CONFIG_WCE and MQ not offered.
+    if caps.discard {
+        put(CONFIG_MAX_DISCARD_SECTORS, &MAX_RANGE_SECTORS.to_le_bytes());
+        put(CONFIG_MAX_DISCARD_SEG, &MAX_RANGES.to_le_bytes());
+        let alignment = geometry.physical_sectors();
+        put(CONFIG_DISCARD_SECTOR_ALIGNMENT, &alignment.to_le_bytes());
+    }
+    if caps.write_zeroes {
+        put(
+            CONFIG_MAX_WRITE_ZEROES_SECTORS,
+            &MAX_RANGE_SECTORS.to_le_bytes(),
+        );
+        put(CONFIG_MAX_WRITE_ZEROES_SEG, &MAX_RANGES.to_le_bytes());
+        put(
+            CONFIG_WRITE_ZEROES_MAY_UNMAP,
+            &[u8::from(caps.write_zeroes_may_unmap)],
+        );
+    }
+    c
+}
+
+impl<B: BlockBackend> VirtioDevice for Block<B> {
+    fn device_type(&self) -> u32 {
+        DEVICE_TYPE_BLOCK
+    }
+
+    fn queue_max_sizes(&self) -> &[u16] {
+        &[QUEUE_SIZE]
+    }
+
+    fn avail_features(&self) -> u64 {
+        self.avail_features
+    }
+
+    fn ack_features(&mut self, features: u64) {
+        self.settings.acked_features = features & self.avail_features;
+    }
+
+    fn read_config(&self, offset: u64, data: &mut [u8]) {
+        read_config_bytes(&self.config, offset, data);
+    }
+
+    fn write_config(&mut self, offset: u64, data: &[u8]) {
+        // Only writeback is writable, and CONFIG_WCE is not offered.
+        debug!(
+            "virtio-blk: ignored {}-byte config write at {offset:#x}",
+            data.len()
+        );
+    }
+
+    fn activate(
+        &mut self,
+        mem: GuestMemoryMmap,
+        interrupt: Arc<dyn VirtioInterrupt>,
+        queues: Vec<Queue>,
+    ) -> Result<(), ActivateError> {
+        let got = queues.len();
+        let Ok([queue]) = <[Queue; 1]>::try_from(queues) else {
+            return Err(ActivateError::QueueCount { expected: 1, got });
+        };
+        self.settings.limits.max_descriptors = queue.size();
+        self.broken = false;
+        self.active = Some(Active {
+            mem,
+            interrupt,
+            queue,
+        });
+        Ok(())
+    }
+
+    fn reset(&mut self) {
+        self.active = None;
+        self.broken = false;
+        self.settings.acked_features = 0;
+    }
+
+    fn process_queue(&mut self, index: u16) -> Result<(), DeviceError> {
+        match index {
+            REQUEST_QUEUE => self.serve(),
+            _ => {
+                debug!("virtio-blk: notification for unknown queue {index}");
+                Ok(())
+            }
+        }
+    }
+
+    fn needs_reset(&self) -> bool {
+        self.broken
+    }
+}

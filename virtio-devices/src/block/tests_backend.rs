@@ -1,0 +1,1 @@
+//! FileBackend tests (filled in next).

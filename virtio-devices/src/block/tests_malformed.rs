@@ -1,0 +1,1 @@
+//! Block tests with malformed chains (filled in next).
