@@ -8,7 +8,8 @@
 //! FLUSH, GET_ID, DISCARD, WRITE_ZEROES). The pieces:
 //!
 //! - `request.rs`: descriptor chain → typed request, every check made
-//!   before any buffer is touched (pure: reads guest memory only).
+//!   before any buffer is touched (pure: reads guest memory only);
+//!   `fault.rs`: the ways a chain is refused.
 //! - `handler.rs`: runs one request against the backend and writes the
 //!   status byte.
 //! - `backend.rs`: the [`BlockBackend`] trait and [`FileBackend`].
@@ -33,14 +34,19 @@
 
 mod backend;
 mod device;
+mod fault;
 mod handler;
 mod request;
+#[cfg(test)]
+mod testing;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_backend;
 #[cfg(test)]
 mod tests_malformed;
+#[cfg(test)]
+mod tests_ranges;
 
 pub use backend::{
     Access, BackendError, BackingKind, BlockBackend, Capabilities, FileBackend, Unmap,
