@@ -3,7 +3,9 @@
 //!
 //! Owns the [`VirtioDevice`] trait, the [`VirtioInterrupt`] line back to the
 //! guest, the [`MmioTransport`] register window (virtio 1.2 §4.2), shared
-//! split-virtqueue handling (§2.7) and the devices: [`Console`] (§5.3).
+//! split-virtqueue handling (§2.7) and the devices: [`Block`] (§5.2, over a
+//! file or host block device through [`FileBackend`]) and [`Console`]
+//! (§5.3).
 //! It never depends on KVM (`kvm-ioctls`, `kvm-bindings`), `seccomp` or
 //! `vmm`: notifications arrive as eventfds and interrupts leave through a
 //! trait, so `vmm` does the wiring.
@@ -65,7 +67,13 @@
 //!   (QueueReset reads 0), shared memory regions (SHMLen reads -1), and the
 //!   console's SIZE, MULTIPORT and EMERG_WRITE features.
 //! - Queue work runs on the caller's thread: a console sink that blocks
-//!   (a full pipe) blocks the vmm's event loop.
+//!   (a full pipe) blocks the vmm's event loop, and so does every block
+//!   request (synchronous pread/pwrite/fdatasync; no io_uring yet).
+//! - Block: not offered are GEOMETRY, CONFIG_WCE, MQ, LIFETIME,
+//!   SECURE_ERASE and ZONED; requests must put header, data and status in
+//!   separate descriptors (see [`block`]); the capacity is read once, at
+//!   construction; an O_DIRECT backing gets no bounce buffer, so guest
+//!   buffers that break its alignment fail with IOERR.
 #![deny(missing_docs)]
 
 pub mod block;
@@ -95,6 +103,7 @@ mod tests {
         fn send<T: Send>() {}
         fn send_sync<T: Send + Sync>() {}
         send::<crate::MmioTransport<crate::Console<std::io::Stdout>>>();
+        send::<crate::MmioTransport<crate::Block<crate::FileBackend>>>();
         send::<crate::MmioTransport<Box<dyn crate::VirtioDevice>>>();
         send_sync::<crate::IrqfdInterrupt>();
     }

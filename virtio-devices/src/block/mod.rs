@@ -32,6 +32,38 @@
 //! a completion step; the [`BlockBackend`] trait is deliberately the simple
 //! synchronous one until then.
 
+//! # Building one (the vmm)
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use virtio_devices::block::{Access, Block, BlockOptions, FileBackend, Serial};
+//! use virtio_devices::{IrqfdInterrupt, MmioTransport};
+//! use vm_memory::{GuestAddress, GuestMemoryMmap};
+//! # let tmp = vmm_sys_util::tempfile::TempFile::new()?;
+//! # tmp.as_file().set_len(1 << 20)?;
+//! # let path = tmp.as_path();
+//! # let mem: GuestMemoryMmap = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 1 << 20)])?;
+//!
+//! // From a path, or FileBackend::new(file, access) for a file the vmm
+//! // opened itself (O_DIRECT, a passed descriptor). Errors are host
+//! // failures: print them with their source chain, naming the path.
+//! let backend = FileBackend::open(path, Access::ReadWrite)?;
+//! let options = BlockOptions {
+//!     serial: Serial::new("disk0")?,
+//!     ..BlockOptions::default()
+//! };
+//! let block = Block::new(backend, options)?;
+//! assert_eq!(block.capacity_sectors(), 2048);
+//! let irq = Arc::new(IrqfdInterrupt::new()?);
+//! let transport = MmioTransport::new(block, mem, irq)?;
+//! // Wire queue 0 as for any device; later, for a status line:
+//! let io_errors = transport.device().io_errors();
+//! # assert_eq!(io_errors, 0);
+//! # Ok(())
+//! # }
+//! ```
+
 mod backend;
 mod device;
 mod fault;

@@ -317,3 +317,23 @@ fn reset_stops_the_device_until_it_is_activated_again() {
         "unknown queues are ignored"
     );
 }
+
+#[test]
+fn behind_the_mmio_transport_it_shows_id_2_and_its_capacity() {
+    let mem = guest_memory();
+    let (_tmp, backend) = disk(DISK_LEN, 0, Access::ReadOnly);
+    let block = Block::new(backend, BlockOptions::default()).unwrap();
+    let irq = std::sync::Arc::new(crate::CountingInterrupt::new());
+    let t = crate::MmioTransport::new(block, mem, irq).unwrap();
+    let read32 = |offset: u64| {
+        let mut b = [0u8; 4];
+        t.read(offset, &mut b);
+        u32::from_le_bytes(b)
+    };
+    assert_eq!(read32(0x008), 2, "DeviceID");
+    assert_eq!(read32(0x034), u32::from(QUEUE_SIZE), "QueueNumMax");
+    assert_ne!(read32(0x010) & bit(VIRTIO_BLK_F_RO) as u32, 0);
+    let mut capacity = [0u8; 8];
+    t.read(0x100, &mut capacity);
+    assert_eq!(u64::from_le_bytes(capacity), 128);
+}
