@@ -150,8 +150,9 @@ enum Data {
     DeviceWrites,
 }
 
-/// The shape of a chain: header, status, and whether its data
-/// descriptors overflowed the scratch list.
+/// The shape of a chain: its first and last descriptors, how many it has
+/// (the data descriptors beyond seg_max are counted, not kept), and its
+/// device-writable byte count.
 struct Shape {
     header: Descriptor,
     status: Descriptor,
