@@ -14,7 +14,8 @@ use kvm_ioctls::{Kvm, VmFd};
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
-use crate::config::devices::ConsoleMode;
+use crate::config;
+use crate::config::devices::{ConsoleMode, DiskConfig};
 use crate::config::{KernelSource, RunConfig};
 use crate::control::VmControl;
 use crate::devices::ioapic::Ioapic;
@@ -23,6 +24,7 @@ use crate::devices::placeholder::Placeholder;
 use crate::devices::serial::{SerialDevice, SerialOut};
 use crate::devices::virtio::{self, InputRouter, StdoutSink, VirtioConsole};
 use crate::devices::{Bus, BusError};
+use crate::disks;
 use crate::event_loop::{EventLoop, EventSource};
 use crate::exit::VmOutcome;
 use crate::kvm::coalesced::{self, KvmTxCoalescing, SharedRing};
@@ -31,7 +33,10 @@ use crate::kvm::irq::{self, KvmMsiRouter};
 use crate::kvm::vcpu::{spawn_vcpu, VcpuShared};
 use crate::kvm::vm;
 use crate::report::{BootTimeline, Phase};
-use virtio_devices::{Console, IrqfdInterrupt, MmioTransport};
+use virtio_devices::block::Serial;
+use virtio_devices::{
+    Access as BlockAccess, Block, BlockOptions, Console, FileBackend, IrqfdInterrupt, MmioTransport,
+};
 
 /// A step of building or running the VM failed.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +74,9 @@ pub enum BuildError {
     /// More devices than the flat bus has slots for.
     #[error("device {0} does not fit on the virtio-mmio bus")]
     BusFull(usize),
+    /// A `--disk` backing could not be used.
+    #[error(transparent)]
+    Disk(#[from] disks::DiskError),
     /// A virtio device could not be created or wired.
     #[error("virtio device: {0}")]
     Virtio(String),
@@ -342,6 +350,19 @@ fn mmio_bus(
         devices.slots.push(slot);
         devices.console = Some(console);
     }
+    for disk in &cfg.disks {
+        let slot = next_slot(&devices)?;
+        let block = block_device(disk)?;
+        let irq = Arc::new(IrqfdInterrupt::new().map_err(BuildError::EventFd)?);
+        let transport = MmioTransport::new(block, mem.clone(), irq.clone())
+            .map_err(|e| BuildError::Virtio(e.to_string()))?;
+        let transport = Arc::new(Mutex::new(transport));
+        let sources = virtio::wire(vm_fd, slot, &irq, transport.clone())
+            .map_err(|e| BuildError::Virtio(e.to_string()))?;
+        devices.bus.insert(transport, slot.addr, slot.size)?;
+        devices.sources.extend(sources);
+        devices.slots.push(slot);
+    }
     for _ in 0..cfg.placeholder_devices {
         let slot = next_slot(&devices)?;
         devices
@@ -350,6 +371,27 @@ fn mmio_bus(
         devices.slots.push(slot);
     }
     Ok(devices)
+}
+
+/// A virtio-blk device over the backing `disk` names.
+fn block_device(disk: &DiskConfig) -> Result<Block<FileBackend>, BuildError> {
+    let path = disk.path.display().to_string();
+    let host = disks::open_disk(disk)?;
+    let access = match disk.access {
+        config::devices::Access::ReadWrite => BlockAccess::ReadWrite,
+        config::devices::Access::ReadOnly => BlockAccess::ReadOnly,
+    };
+    let named = |e: &dyn std::fmt::Display| BuildError::Virtio(format!("--disk {path}: {e}"));
+    let backend = FileBackend::new(host.file, access).map_err(|e| named(&e))?;
+    let serial = Serial::new(disk.id.as_deref().unwrap_or("")).map_err(|e| named(&e))?;
+    Block::new(
+        backend,
+        BlockOptions {
+            serial,
+            ..Default::default()
+        },
+    )
+    .map_err(|e| named(&e))
 }
 
 fn next_slot(devices: &MmioDevices) -> Result<VirtioMmioSlot, BuildError> {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use guest_boot::cmdline::DEFAULT_CMDLINE;
 
-use crate::config::devices::ConsoleMode;
+use crate::config::devices::{ConsoleMode, DiskConfig};
 use crate::config::{Discovery, KernelSource, ReportSink, RunConfig};
 
 /// Largest `--mem` flint accepts, in MiB (1 TiB).
@@ -92,6 +92,11 @@ pub struct RunArgs {
     /// The KVM device node.
     #[arg(long, value_name = "PATH", default_value = "/dev/kvm")]
     pub kvm_device: PathBuf,
+    /// A virtio-blk disk: path=P[,ro][,id=SERIAL][,cache=writeback|direct].
+    /// P is a regular file or a block device (a whole disk or a partition);
+    /// repeat for more disks, which appear on the bus in this order.
+    #[arg(long, value_name = "SPEC")]
+    pub disk: Vec<DiskConfig>,
     /// Consoles the guest gets: virtio (virtio-console), serial (8250 UART
     /// at 0x3f8), both (the guest picks; stdin goes to the virtio console
     /// once the guest brings it up, else to the UART) or none.
@@ -176,6 +181,7 @@ impl TryFrom<RunArgs> for RunConfig {
             kvm_device: args.kvm_device,
             placeholder_devices: args.placeholder_devices,
             console: args.console,
+            disks: args.disk,
         })
     }
 }

@@ -113,6 +113,12 @@ pub fn open_disk(cfg: &DiskConfig) -> Result<HostDisk, DiskError> {
     } else {
         return Err(DiskError::NotADisk(path));
     };
+    // Linux lets a read-only block device be opened for writing and fails
+    // the writes later: ask the device instead.
+    if kind == DiskKind::BlockDevice && cfg.access == Access::ReadWrite && device_read_only(&file) {
+        let source = std::io::Error::from_raw_os_error(libc::EROFS);
+        return Err(DiskError::ReadOnlyOnHost { path, source });
+    }
     if size == 0 || size % 512 != 0 {
         return Err(DiskError::BadSize { path, size });
     }
@@ -121,6 +127,17 @@ pub fn open_disk(cfg: &DiskConfig) -> Result<HostDisk, DiskError> {
 
 fn readable(path: &Path) -> bool {
     File::open(path).is_ok()
+}
+
+/// BLKROGET: whether a block device is read-only (an error counts as no).
+fn device_read_only(file: &File) -> bool {
+    use std::os::fd::AsRawFd;
+    // _IO(0x12, 94)
+    const BLKROGET: libc::c_ulong = 0x125e;
+    let mut ro: libc::c_int = 0;
+    // SAFETY: BLKROGET writes one int to the pointer, which is valid and writable.
+    let r = unsafe { libc::ioctl(file.as_raw_fd(), BLKROGET, &mut ro) };
+    r == 0 && ro != 0
 }
 
 /// BLKGETSIZE64: a block device's size in bytes.
@@ -179,7 +196,10 @@ mod tests {
         let odd = scratch("odd", 1000);
         assert!(err(&odd).contains("1000 bytes"));
         let dir = err(Path::new("/tmp"));
-        assert!(dir.contains("not a regular file or a block device"), "{dir}");
+        assert!(
+            dir.contains("not a regular file or a block device"),
+            "{dir}"
+        );
         std::fs::remove_file(empty).unwrap();
         std::fs::remove_file(odd).unwrap();
     }

@@ -63,4 +63,6 @@ pub struct RunConfig {
     pub placeholder_devices: usize,
     /// Which consoles the guest gets.
     pub console: devices::ConsoleMode,
+    /// virtio-blk disks, in bus order.
+    pub disks: Vec<devices::DiskConfig>,
 }
