@@ -14,7 +14,7 @@
 //! 0x0010_0000 ..              bzImage protected-mode part; ELF segments at their p_paddr
 //!                             (Linux: 16 MiB); initrd page-aligned at the top of low RAM
 //!                             (below the kernel's initrd_addr_max)
-//! MMIO_HOLE_START .. 4 GiB    no RAM: virtio-mmio windows, IOAPIC, LAPIC
+//! MMIO_HOLE_START .. 4 GiB    no RAM: virtio-mmio windows, clock-sample window, IOAPIC, LAPIC
 //! 4 GiB ..                    the rest of RAM when --mem exceeds MMIO_HOLE_START
 //! ```
 
@@ -55,6 +55,12 @@ pub const VIRTIO_MMIO_SIZE: u64 = 0x1000;
 pub const VIRTIO_IRQ_START: u32 = 5;
 /// Most virtio-mmio devices one VM can have (IRQs 5..=23 on the IOAPIC).
 pub const VIRTIO_MAX_DEVICES: usize = 19;
+/// flint's clock-sample window: a guest's 8-byte write of its own clock
+/// reading here is recorded with the host's CLOCK_MONOTONIC at that exit
+/// (the boot report's `clock_samples`), to measure kvmclock drift.
+pub const CLOCK_PROBE_START: u64 = 0xD800_0000;
+/// Size of the clock-sample window.
+pub const CLOCK_PROBE_SIZE: u64 = 0x1000;
 /// IOAPIC registers.
 pub const IOAPIC_START: u64 = 0xFEC0_0000;
 /// Local APIC registers.
@@ -287,6 +293,14 @@ mod tests {
         let last = virtio_mmio_slot(VIRTIO_MAX_DEVICES - 1).unwrap();
         assert_eq!((last.addr, last.irq), (0xD001_2000, 23));
         assert!(virtio_mmio_slot(VIRTIO_MAX_DEVICES).is_none());
+    }
+
+    #[test]
+    fn the_clock_window_sits_between_the_virtio_windows_and_the_ioapic() {
+        let last = virtio_mmio_slot(VIRTIO_MAX_DEVICES - 1).unwrap();
+        assert!(last.addr + last.size <= CLOCK_PROBE_START);
+        const { assert!(CLOCK_PROBE_START + CLOCK_PROBE_SIZE <= IOAPIC_START) };
+        const { assert!(CLOCK_PROBE_START >= MMIO_HOLE_START) };
     }
 
     #[test]

@@ -18,6 +18,7 @@ use crate::config;
 use crate::config::devices::{ConsoleMode, DiskConfig};
 use crate::config::{KernelSource, RunConfig};
 use crate::control::VmControl;
+use crate::devices::clock_probe::ClockProbe;
 use crate::devices::ioapic::Ioapic;
 use crate::devices::legacy::{AcpiSleep, BootMarker, ExitPort, I8042};
 use crate::devices::placeholder::Placeholder;
@@ -161,7 +162,7 @@ pub fn build(cfg: &RunConfig, timeline: Arc<BootTimeline>) -> Result<Vm, BuildEr
         slots,
         console,
         sources,
-    } = mmio_bus(cfg, &vm_fd, &mem)?;
+    } = mmio_bus(cfg, &vm_fd, &mem, timeline.clone())?;
     let shared = Arc::new(VcpuShared {
         kvm: kvm.clone(),
         vm: vm_fd.clone(),
@@ -323,6 +324,7 @@ fn mmio_bus(
     cfg: &RunConfig,
     vm_fd: &Arc<VmFd>,
     mem: &GuestMemoryMmap,
+    timeline: Arc<BootTimeline>,
 ) -> Result<MmioDevices, BuildError> {
     let mut bus = Bus::default();
     let ioapic = Ioapic::new(KvmMsiRouter::new(vm_fd.clone()));
@@ -330,6 +332,11 @@ fn mmio_bus(
         Arc::new(Mutex::new(ioapic)),
         layout::IOAPIC_START,
         IOAPIC_WINDOW,
+    )?;
+    bus.insert(
+        Arc::new(Mutex::new(ClockProbe(timeline))),
+        layout::CLOCK_PROBE_START,
+        layout::CLOCK_PROBE_SIZE,
     )?;
     let mut devices = MmioDevices {
         bus,

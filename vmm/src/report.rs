@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use crate::exit::VmOutcome;
 
@@ -64,11 +65,16 @@ const EXIT_KINDS: [(ExitKind, &str); 6] = [
     (ExitKind::Other, "other"),
 ];
 
+/// Most clock samples a guest can leave in the report.
+pub const MAX_CLOCK_SAMPLES: usize = 64;
+
 /// Timestamps and counters shared by every thread of one VM.
 #[derive(Debug, Default)]
 pub struct BootTimeline {
     stamps: [AtomicU64; PHASES.len()],
     exits: [AtomicU64; EXIT_KINDS.len()],
+    /// (guest clock, host CLOCK_MONOTONIC) pairs from the clock-sample window.
+    clock_samples: Mutex<Vec<(u64, u64)>>,
 }
 
 impl BootTimeline {
@@ -96,6 +102,23 @@ impl BootTimeline {
     /// Count one VM exit of `kind`.
     pub fn count_exit(&self, kind: ExitKind) {
         self.exits[kind as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Record a guest clock reading taken at host time `host_ns` (the
+    /// first [`MAX_CLOCK_SAMPLES`] are kept).
+    pub fn add_clock_sample(&self, guest_ns: u64, host_ns: u64) {
+        let mut samples = self.clock_samples.lock().unwrap_or_else(|p| p.into_inner());
+        if samples.len() < MAX_CLOCK_SAMPLES {
+            samples.push((guest_ns, host_ns));
+        }
+    }
+
+    /// The clock samples so far.
+    pub fn clock_samples(&self) -> Vec<(u64, u64)> {
+        self.clock_samples
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// How many exits of `kind` were counted.
@@ -139,7 +162,12 @@ impl BootTimeline {
             let sep = if i == 0 { "" } else { "," };
             let _ = write!(out, "{sep}\"{name}\":{}", self.exits(*kind));
         }
-        let _ = write!(out, "}},\"peak_rss_kib\":{}}}", peak_rss_kib());
+        out.push_str("},\"clock_samples\":[");
+        for (i, (guest, host)) in self.clock_samples().iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            let _ = write!(out, "{sep}{{\"guest_ns\":{guest},\"host_ns\":{host}}}");
+        }
+        let _ = write!(out, "],\"peak_rss_kib\":{}}}", peak_rss_kib());
         out
     }
 }

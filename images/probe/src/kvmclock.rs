@@ -84,6 +84,18 @@ pub fn enable() -> Option<Clock> {
     let info = addr_of!(TIME_INFO);
     // Identity-mapped: the address is the guest-physical one.
     svc::wrmsr(MSR_KVM_SYSTEM_TIME_NEW, info as u64 | 1);
+    current()
+}
+
+/// Guest system time now, from a fresh read of the time structure (the
+/// hypervisor may update its parameters at any time); needs [`enable`] first.
+pub fn now_ns() -> Option<u64> {
+    current().map(|clock| clock.ns_at(svc::rdtsc()))
+}
+
+/// A consistent read of the time structure, if the hypervisor filled it in.
+fn current() -> Option<Clock> {
+    let info = addr_of!(TIME_INFO);
     for _ in 0..1_000_000 {
         // SAFETY: TIME_INFO is only written by the hypervisor (after the wrmsr
         // above) and read here with volatile loads under its version protocol.

@@ -14,6 +14,7 @@ mod aml;
 mod bench;
 mod blk;
 mod bootinfo;
+mod clockdrift;
 mod cmdline;
 mod echo;
 mod kernel;
@@ -97,6 +98,9 @@ extern "C" fn probe_main(entry: u64, info_addr: u64, user_tsc: u64) -> ! {
     }
     if let Some(n) = cmdline::param_u64(cmdline, "probe.workload") {
         run_workload(n);
+    }
+    if let Some(seconds) = cmdline::param_u64(cmdline, "probe.clock-drift") {
+        clockdrift::run(seconds);
     }
     if cmdline::param(cmdline, "probe.bench") == Some(b"1") {
         // SAFETY: written once at CPL0 before user mode started.

@@ -6,6 +6,7 @@
 //! virtio-mmio devices come from the `virtio-devices` crate.
 
 pub mod bus;
+pub mod clock_probe;
 pub mod ioapic;
 pub mod legacy;
 pub mod placeholder;
