@@ -32,6 +32,12 @@
 //! | 7   | crash   | never returns: empty IDT, then `ud2` → triple fault |    |
 //! | 8   | spin    | rcx = count: `dec rcx; jnz` loop (measures the emulator) | rcx |
 //! | 9   | cpuid   | edi = leaf, ecx = subleaf → eax, ebx, ecx, edx (`cpuid` at CPL0) | rbx, rcx, rdx |
+//! | 10  | irq-on  | sets IF in the user frame: user mode takes interrupts from now on | — |
+//! | 11  | irq-off | clears IF in the user frame                | —             |
+//!
+//! Vectors 32-255 (external interrupts, `probe.irq=1`) share one stub that
+//! counts them in `probe_irq_count`, stores the TSC in `probe_irq_tsc`,
+//! writes the xAPIC EOI register (0xFEE000B0) and returns.
 
 use core::arch::global_asm;
 
@@ -57,6 +63,10 @@ pub mod svc {
     pub const SPIN: u64 = 8;
     /// `cpuid` in kernel mode.
     pub const CPUID: u64 = 9;
+    /// Set IF in the user-mode RFLAGS (interrupts delivered from now on).
+    pub const IRQ_ON: u64 = 10;
+    /// Clear IF in the user-mode RFLAGS.
+    pub const IRQ_OFF: u64 = 11;
 }
 
 global_asm!(
@@ -198,7 +208,7 @@ probe_svc_write:                /* rsi = bytes, rcx = length */
     movl $COM1, %edx
     rep outsb                   /* DF is clear: user code follows the ABI */
     iretq
-1:  cmpq $10, %rax
+1:  cmpq $12, %rax
     jae 10f
     jmpq *probe_service_table(,%rax,8)
 10: movq $-1, %rax
@@ -247,6 +257,32 @@ probe_svc_spin:                 /* rcx iterations of dec + jnz */
 probe_svc_cpuid:                /* edi = leaf, ecx = subleaf -> eax, ebx, ecx, edx */
     movl %edi, %eax
     cpuid
+    iretq
+probe_svc_irq_on:               /* frame: rip, cs, rflags, rsp, ss */
+    orl $0x200, 16(%rsp)
+    xorl %eax, %eax
+    iretq
+probe_svc_irq_off:
+    andl $~0x200, 16(%rsp)
+    xorl %eax, %eax
+    iretq
+
+/* ---- external interrupts (vectors 32-255): count, TSC, EOI -------------- */
+/* Ten emulated instructions. Only reached with IF set in user mode (service
+ * 10, probe.irq=1); services run through interrupt gates, so never nested. */
+    .balign 16
+    .globl probe_irq_entry
+probe_irq_entry:
+    pushq %rax
+    pushq %rdx
+    rdtsc
+    movl %eax, probe_irq_tsc(%rip)
+    movl %edx, probe_irq_tsc + 4(%rip)
+    incl probe_irq_count(%rip)
+    movl $0xfee000b0, %eax      /* xAPIC EOI (the identity map, uncached) */
+    movl %edx, (%rax)           /* any value */
+    popq %rdx
+    popq %rax
     iretq
 
 /* ---- faults: hand over to the user-mode reporter ------------------------ */
@@ -313,7 +349,15 @@ probe_mxcsr:
     .balign 8
 probe_service_table:
     .quad probe_svc_nop, probe_svc_write, probe_svc_outb, probe_svc_wrmsr, probe_svc_inb, probe_svc_rdmsr, probe_svc_halt, probe_svc_crash, probe_svc_spin
-    .quad probe_svc_cpuid
+    .quad probe_svc_cpuid, probe_svc_irq_on, probe_svc_irq_off
+
+    .balign 8
+    .globl probe_irq_tsc
+probe_irq_tsc:
+    .quad 0
+    .globl probe_irq_count
+probe_irq_count:
+    .long 0
 
     .balign 16
 probe_gdt:
@@ -378,6 +422,15 @@ probe_idt:
     .long probe_isr_hi          /* handler 63:32 */
     .long 0
     .set vec, vec + 1
+    .endr
+    .rept 256 - 32              /* external interrupts: one counting stub */
+    .word probe_irq_lo
+    .word KERNEL_CS
+    .byte 0
+    .byte 0x8e                  /* present, DPL 0, interrupt gate */
+    .word probe_irq_mid
+    .long probe_irq_hi
+    .long 0
     .endr
 probe_idt_end:
 

@@ -17,6 +17,8 @@ mod bootinfo;
 mod clockdrift;
 mod cmdline;
 mod echo;
+mod faults;
+mod irq;
 mod kernel;
 mod kvmclock;
 mod mem;

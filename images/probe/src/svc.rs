@@ -112,6 +112,36 @@ pub fn cpuid_kernel(leaf: u32, subleaf: u32) -> [u32; 4] {
     [eax as u32, ebx as u32, ecx as u32, edx as u32]
 }
 
+/// Sets (`true`) or clears IF in user mode's RFLAGS: with IF set, external
+/// interrupts reach the counting stub in kernel.rs.
+pub fn user_interrupts(on: bool) {
+    let service = if on { svc::IRQ_ON } else { svc::IRQ_OFF };
+    // SAFETY: the kernel edits only the RFLAGS of the frame it returns
+    // through; the interrupt stub preserves every register.
+    unsafe {
+        asm!("int3", inout("rax") service => _, options(nostack));
+    }
+}
+
+extern "C" {
+    /// Interrupts taken on vectors 32-255 (written at CPL0).
+    static probe_irq_count: u32;
+    /// TSC at the last of them.
+    static probe_irq_tsc: u64;
+}
+
+/// How many external interrupts the stub has counted.
+pub fn irq_count() -> u32 {
+    // SAFETY: a 4-byte aligned static only the interrupt stub writes.
+    unsafe { core::ptr::read_volatile(&raw const probe_irq_count) }
+}
+
+/// The TSC the stub read at the last interrupt.
+pub fn irq_tsc() -> u64 {
+    // SAFETY: an 8-byte aligned static only the interrupt stub writes.
+    unsafe { core::ptr::read_volatile(&raw const probe_irq_tsc) }
+}
+
 /// Halts forever (`cli; hlt` at CPL0).
 pub fn halt() -> ! {
     // SAFETY: the kernel never returns from this service.

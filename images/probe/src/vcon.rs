@@ -40,12 +40,12 @@ static mut MEM: Mem = Mem {
     rx: [[0; RX_BYTES]; RX_BUFFERS],
 };
 
-pub fn run(dev: &Device, mut rx: Queue, mut tx: Queue, cmdline: &[u8]) {
+pub fn run(dev: &Device, rx: &mut Queue, tx: &mut Queue, cmdline: &[u8]) {
     let m = addr_of_mut!(MEM);
     // Receive buffers first; `owner[head]` says which one a chain is.
     let mut owner = [usize::MAX; 16];
     for k in 0..RX_BUFFERS.min(usize::from(rx.size())) {
-        post(&mut rx, m, k, &mut owner);
+        post(rx, m, k, &mut owner);
     }
     rx.notify(&dev.transport);
 
@@ -61,7 +61,7 @@ pub fn run(dev: &Device, mut rx: Queue, mut tx: Queue, cmdline: &[u8]) {
     }
 
     if cmdline::param(cmdline, "probe.virtio-echo") == Some(b"1") {
-        echo(dev, &mut rx, m, &mut owner);
+        echo(dev, rx, m, &mut owner);
     }
 }
 

@@ -21,7 +21,7 @@ use core::sync::atomic::{fence, AtomicU16, Ordering};
 use crate::acpi::Tables;
 use crate::kvmclock::Clock;
 use crate::out::Line;
-use crate::{aml, blk, cmdline, net, svc, vcon};
+use crate::{aml, blk, cmdline, faults, irq, net, svc, vcon};
 
 /// "virt", little-endian.
 const MAGIC: u32 = 0x7472_6976;
@@ -39,6 +39,8 @@ const REG_QUEUE_NUM_MAX: u64 = 0x034;
 const REG_QUEUE_NUM: u64 = 0x038;
 const REG_QUEUE_READY: u64 = 0x044;
 const REG_QUEUE_NOTIFY: u64 = 0x050;
+const REG_INTERRUPT_STATUS: u64 = 0x060;
+const REG_INTERRUPT_ACK: u64 = 0x064;
 const REG_STATUS: u64 = 0x070;
 const REG_QUEUE_DESC: u64 = 0x080;
 const REG_QUEUE_DRIVER: u64 = 0x090;
@@ -52,7 +54,7 @@ const ACKNOWLEDGE: u32 = 1;
 const DRIVER: u32 = 2;
 const DRIVER_OK: u32 = 4;
 const FEATURES_OK: u32 = 8;
-const DEVICE_NEEDS_RESET: u32 = 64;
+pub const DEVICE_NEEDS_RESET: u32 = 64;
 const FAILED: u32 = 128;
 
 /// VIRTIO_F_VERSION_1.
@@ -146,8 +148,18 @@ impl Transport {
         self.read(REG_MAGIC)
     }
 
-    fn status(&self) -> u32 {
+    /// Device status (§2.1).
+    pub fn status(&self) -> u32 {
         self.read(REG_STATUS)
+    }
+
+    /// Reads InterruptStatus and acknowledges every bit it shows.
+    pub fn ack_interrupts(&self) -> u32 {
+        let pending = self.read(REG_INTERRUPT_STATUS);
+        if pending != 0 {
+            self.write(REG_INTERRUPT_ACK, pending);
+        }
+        pending
     }
 
     fn add_status(&self, bits: u32) {
@@ -209,9 +221,11 @@ pub const QUEUE_SIZE: u16 = 16;
 const QS: usize = QUEUE_SIZE as usize;
 
 /// VIRTQ_DESC_F_NEXT.
-const DESC_NEXT: u16 = 1;
+pub const DESC_NEXT: u16 = 1;
 /// VIRTQ_DESC_F_WRITE (device writes the buffer).
-const DESC_WRITE: u16 = 2;
+pub const DESC_WRITE: u16 = 2;
+/// VIRTQ_DESC_F_INDIRECT (only used to inject faults: not negotiated).
+pub const DESC_INDIRECT: u16 = 4;
 /// VIRTQ_AVAIL_F_NO_INTERRUPT: the probe polls.
 const AVAIL_NO_INTERRUPT: u16 = 1;
 
@@ -487,6 +501,82 @@ impl Queue {
         })
     }
 
+    /// Asks for used-buffer notifications (clears VIRTQ_AVAIL_F_NO_INTERRUPT)
+    /// or suppresses them again.
+    pub fn set_interrupts(&mut self, on: bool) {
+        // SAFETY: the driver area's flags are ours to write; the device
+        // reads them concurrently, hence a volatile store and a fence.
+        unsafe {
+            write_volatile(
+                addr_of_mut!((*self.mem).avail.flags),
+                if on { 0 } else { AVAIL_NO_INTERRUPT },
+            )
+        };
+        fence(Ordering::SeqCst);
+    }
+
+    // -- raw access for fault injection (faults.rs): no free-list
+    // bookkeeping; the queue is thrown away (device reset) afterwards.
+
+    /// Writes descriptor `i` (< size) as given.
+    pub fn raw_desc(&mut self, i: u16, addr: u64, len: u32, flags: u16, next: u16) {
+        let d = self.desc_mut(i % self.size);
+        d.addr = addr;
+        d.len = len;
+        d.flags = flags;
+        d.next = next;
+    }
+
+    /// Puts `head` (any value, even past the table) in the next avail slot
+    /// and publishes it.
+    pub fn raw_publish(&mut self, head: u16) {
+        let slot = usize::from(self.next_avail % self.size);
+        self.next_avail = self.next_avail.wrapping_add(1);
+        // SAFETY: as in `push`.
+        unsafe {
+            write_volatile(addr_of_mut!((*self.mem).avail.ring[slot]), head);
+            let idx = &*(addr_of!((*self.mem).avail.idx) as *const AtomicU16);
+            idx.store(self.next_avail, Ordering::Release);
+        }
+    }
+
+    /// Moves `avail.idx` `by` entries ahead without filling the ring.
+    pub fn raw_avail_jump(&mut self, by: u16) {
+        self.next_avail = self.next_avail.wrapping_add(by);
+        // SAFETY: as in `push`.
+        unsafe {
+            let idx = &*(addr_of!((*self.mem).avail.idx) as *const AtomicU16);
+            idx.store(self.next_avail, Ordering::Release);
+        }
+    }
+
+    /// Whether the device has published a used element not yet polled.
+    pub fn used_pending(&self) -> bool {
+        // SAFETY: as in `poll`.
+        let used_idx = unsafe {
+            let idx = &*(addr_of!((*self.mem).used.idx) as *const AtomicU16);
+            idx.load(Ordering::Acquire)
+        };
+        used_idx != self.last_used
+    }
+
+    /// The next used element without freeing anything: (id, len).
+    pub fn raw_poll(&mut self) -> Option<(u32, u32)> {
+        // SAFETY: as in `poll`.
+        let used_idx = unsafe {
+            let idx = &*(addr_of!((*self.mem).used.idx) as *const AtomicU16);
+            idx.load(Ordering::Acquire)
+        };
+        if used_idx == self.last_used {
+            return None;
+        }
+        let slot = usize::from(self.last_used % self.size);
+        self.last_used = self.last_used.wrapping_add(1);
+        // SAFETY: the device wrote this element before publishing `idx`.
+        let elem = unsafe { read_volatile(addr_of!((*self.mem).used.ring[slot])) };
+        Some((elem.id, elem.len))
+    }
+
     /// Polls until a used element arrives or ~2 s pass (`None`).
     pub fn wait(&mut self, time: &Timebase) -> Option<Completion> {
         let start = svc::rdtsc();
@@ -539,6 +629,10 @@ impl Queue {
 /// An initialised device, as the type drivers see it.
 pub struct Device {
     pub index: usize,
+    /// Device ID (2 block, 3 console, ...).
+    pub device_id: u32,
+    /// Its interrupt (GSI = IOAPIC pin) as the DSDT or command line says.
+    pub irq: u32,
     pub transport: Transport,
     /// Features accepted (FEATURES_OK stuck with these).
     pub features: u64,
@@ -584,24 +678,24 @@ fn kind(device_id: u32) -> Kind {
 /// declares none, those on the command line.
 pub fn run(cmdline: &[u8], tables: &Tables, clock: Option<&Clock>) {
     let time = Timebase::new(clock);
-    let mut list = [(0u64, 0u64); MAX_DEVICES];
+    let mut list = [(0u64, 0u64, 0u32); MAX_DEVICES];
     let mut count = 0;
     if let Some(body) = tables.dsdt {
         aml::virtio_devices(body, &mut |dev: aml::Device| {
             if count < MAX_DEVICES {
-                list[count] = (dev.addr, dev.size);
+                list[count] = (dev.addr, dev.size, dev.irq);
                 count += 1;
             }
         });
     }
     if count == 0 {
         for dev in cmdline::devices(cmdline).take(MAX_DEVICES) {
-            list[count] = (dev.addr, dev.size);
+            list[count] = (dev.addr, dev.size, dev.irq.min(u64::from(u32::MAX)) as u32);
             count += 1;
         }
     }
-    for (index, &(addr, size)) in list[..count].iter().enumerate() {
-        device(index, addr, size, cmdline, time);
+    for (index, &(addr, size, irq)) in list[..count].iter().enumerate() {
+        device(index, addr, size, irq, cmdline, time);
     }
 }
 
@@ -634,7 +728,7 @@ impl Fail {
     }
 }
 
-fn device(index: usize, addr: u64, size: u64, cmdline: &[u8], time: Timebase) {
+fn device(index: usize, addr: u64, size: u64, irq: u32, cmdline: &[u8], time: Timebase) {
     let mut line = Line::new();
     line.s("virtio dev=")
         .dec(index as u64)
@@ -680,6 +774,8 @@ fn device(index: usize, addr: u64, size: u64, cmdline: &[u8], time: Timebase) {
     };
     let dev = Device {
         index,
+        device_id,
+        irq,
         transport: t,
         features: accepted,
         time,
@@ -692,8 +788,11 @@ fn device(index: usize, addr: u64, size: u64, cmdline: &[u8], time: Timebase) {
             }
         }
         vcon::DEVICE_ID => {
-            if let (Some(rx), Some(tx)) = (q0, q1) {
-                vcon::run(&dev, rx, tx, cmdline);
+            if let (Some(mut rx), Some(mut tx)) = (q0, q1) {
+                vcon::run(&dev, &mut rx, &mut tx, cmdline);
+                if cmdline::param(cmdline, "probe.irq") == Some(b"1") {
+                    irq::run(&dev, &mut tx, cmdline);
+                }
             }
         }
         net::DEVICE_ID => {
@@ -702,6 +801,12 @@ fn device(index: usize, addr: u64, size: u64, cmdline: &[u8], time: Timebase) {
             }
         }
         _ => {}
+    }
+    if let Some(seconds) = cmdline::param_u64(cmdline, "probe.virtio-faults").filter(|&s| s > 0) {
+        if matches!(device_id, blk::DEVICE_ID | vcon::DEVICE_ID) {
+            let detail = cmdline::param(cmdline, "probe.virtio-faults-detail") == Some(b"1");
+            faults::run(&dev, seconds.min(600), detail);
+        }
     }
     if !t.reset(&time) {
         Line::new()
@@ -762,4 +867,34 @@ fn init(
         return Err(Fail::NeedsReset);
     }
     Ok(accepted)
+}
+
+/// Resets `dev` and initialises it again as at first (same features, fresh
+/// queues on the same static memory); `None` (after a line saying why) if
+/// it fails.
+pub fn restart(dev: &Device) -> Option<[Option<Queue>; 2]> {
+    let t = &dev.transport;
+    let mut offered = 0;
+    let mut queues: [Option<Queue>; 2] = [None, None];
+    let result = init(
+        t,
+        t.read(REG_MAGIC),
+        t.read(REG_VERSION),
+        dev.device_id,
+        &dev.time,
+        &mut offered,
+        &mut queues,
+    );
+    match result {
+        Ok(_) => Some(queues),
+        Err(fail) => {
+            let mut line = Line::new();
+            line.s("virtio dev=")
+                .dec(dev.index as u64)
+                .s(" restart status=");
+            fail.describe(&mut line);
+            line.end();
+            None
+        }
+    }
 }
