@@ -147,7 +147,10 @@ pub fn run(dev: &Device, tx: &mut Queue, cmdline: &[u8]) {
         sum += ns;
         // Seen in the used ring before the interrupt (else: at the latest
         // when the handler returned).
-        used_sum += dev.time.ns(seen_used.unwrap_or(at).wrapping_sub(start)).min(ns);
+        used_sum += dev
+            .time
+            .ns(seen_used.unwrap_or(at).wrapping_sub(start))
+            .min(ns);
         done += 1;
     }
     svc::user_interrupts(false);
