@@ -23,6 +23,8 @@ pub const FEATURE_INDIRECT_DESC: u64 = 1 << VIRTIO_RING_F_INDIRECT_DESC;
 /// VIRTIO_F_RING_EVENT_IDX (§2.7.10): used_event / avail_event suppression.
 pub const FEATURE_EVENT_IDX: u64 = 1 << VIRTIO_RING_F_EVENT_IDX;
 
+/// Device type 1: network (§5.1).
+pub const DEVICE_TYPE_NET: u32 = virtio_bindings::virtio_ids::VIRTIO_ID_NET;
 /// Device type 2: block (§5.2).
 pub const DEVICE_TYPE_BLOCK: u32 = virtio_bindings::virtio_ids::VIRTIO_ID_BLOCK;
 /// Device type 3: console (§5.3).

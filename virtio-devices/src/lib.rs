@@ -81,6 +81,7 @@ pub mod console;
 mod device;
 mod interrupt;
 pub mod mmio;
+pub mod net;
 #[cfg(test)]
 mod testing;
 mod virtqueue;
@@ -89,10 +90,12 @@ pub use block::{Access, Block, BlockBackend, BlockOptions, FileBackend};
 pub use console::Console;
 pub use device::{
     read_config_bytes, ActivateError, DeviceError, VirtioDevice, DEVICE_TYPE_BLOCK,
-    DEVICE_TYPE_CONSOLE, FEATURE_EVENT_IDX, FEATURE_INDIRECT_DESC, FEATURE_VERSION_1,
+    DEVICE_TYPE_CONSOLE, DEVICE_TYPE_NET, FEATURE_EVENT_IDX, FEATURE_INDIRECT_DESC,
+    FEATURE_VERSION_1,
 };
 pub use interrupt::{CountingInterrupt, InterruptType, IrqfdInterrupt, VirtioInterrupt};
 pub use mmio::{MmioTransport, TransportError, MMIO_WINDOW_SIZE, QUEUE_NOTIFY_OFFSET};
+pub use net::{MacAddr, Net, NetBackend, NetOptions, Tap};
 
 #[cfg(test)]
 mod tests {
@@ -104,6 +107,7 @@ mod tests {
         fn send_sync<T: Send + Sync>() {}
         send::<crate::MmioTransport<crate::Console<std::io::Stdout>>>();
         send::<crate::MmioTransport<crate::Block<crate::FileBackend>>>();
+        send::<crate::MmioTransport<crate::Net<crate::Tap>>>();
         send::<crate::MmioTransport<Box<dyn crate::VirtioDevice>>>();
         send_sync::<crate::IrqfdInterrupt>();
     }
