@@ -5,11 +5,11 @@
 //! A round: reset and re-initialise the device (as `virtio::restart`), then
 //! submit each bad chain of the device's catalogue below on its own — the
 //! descriptors at table entries 0.., the head published, QueueNotify — and
-//! poll the used ring for it (≤ 100 ms, bounded); a chain that does not come
+//! poll the used ring for it (≤ 0.5 s, bounded); a chain that does not come
 //! back ends the round. Then DEVICE_NEEDS_RESET is read and, unless already
 //! set, the ring itself is broken — `avail.idx` jumps 0x8000 ahead (even
 //! rounds) or a head index of 0x8000 is published (odd rounds) — and Status
-//! is polled (≤ 100 ms) for DEVICE_NEEDS_RESET (a used element instead is
+//! is polled (≤ 0.5 s) for DEVICE_NEEDS_RESET (a used element instead is
 //! counted as used). Rounds go on until the time is up; then the device is
 //! reset, initialised again and used normally.
 //!
@@ -42,7 +42,7 @@ const OUTSIDE_RAM: u64 = 0xffff_ffff_0000;
 /// In flint's MMIO hole: the first virtio-mmio window's registers.
 const MMIO_HOLE: u64 = 0xd000_0000;
 /// How long one chain (or the needs-reset after a broken ring) may take.
-const WAIT_NS: u64 = 100_000_000;
+const WAIT_NS: u64 = 500_000_000;
 /// Entries in the indirect table ("too many descriptors": more than the
 /// queue's 16).
 const INDIRECT: usize = 32;

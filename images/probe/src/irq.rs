@@ -13,13 +13,14 @@
 //! VIRTQ_AVAIL_F_NO_INTERRUPT is cleared. Then each send: one buffer,
 //! `rdtsc`, QueueNotify, spin (≤ ~2 s) until the stub's counter moves. The
 //! latency is the stub's TSC minus the one taken before the notify;
-//! `used-ns` is when the spinning loop first saw `used.idx` move (before
-//! the interrupt arrived, or at the latest when its handler returned). Then
+//! `used-first` counts the sends in which the spinning loop saw `used.idx`
+//! move before the interrupt arrived, `used-ns` averages notify → that
+//! moment over them (0 if none). Then
 //! IF is cleared, the pin masked, the flag set and the SVR put back.
 //!
 //! ```text
 //! probe: irq vector=0x40 pin=<n> count=<n>           (count = interrupts taken)
-//! probe: irq sends=<n> latency-ns min=<n> avg=<n> max=<n> used-ns avg=<n> apic-base=0x<hex>
+//! probe: irq sends=<n> latency-ns min=<n> avg=<n> max=<n> used-first=<n> used-ns avg=<n> apic-base=0x<hex>
 //!   -- or: probe: irq timeout                        (the first send got none)
 //!   -- or: probe: irq unusable apic-base=0x<hex> | pin=<n>
 //! ```
@@ -113,7 +114,7 @@ pub fn run(dev: &Device, tx: &mut Queue, cmdline: &[u8]) {
 
     let first = svc::irq_count();
     let (mut min, mut max, mut sum, mut done) = (u64::MAX, 0u64, 0u64, 0u64);
-    let mut used_sum = 0u64;
+    let (mut used_first, mut used_sum) = (0u64, 0u64);
     svc::user_interrupts(true);
     for _ in 0..sends {
         let before = svc::irq_count();
@@ -125,12 +126,16 @@ pub fn run(dev: &Device, tx: &mut Queue, cmdline: &[u8]) {
         let mut delivered = false;
         let mut seen_used = None;
         while dev.time.since(start) <= TIMEOUT_NS {
-            if seen_used.is_none() && tx.used_pending() {
-                seen_used = Some(svc::rdtsc());
-            }
             if svc::irq_count() != before {
                 delivered = true;
                 break;
+            }
+            if seen_used.is_none() && tx.used_pending() {
+                let t = svc::rdtsc();
+                // Only if no interrupt came in between.
+                if svc::irq_count() == before {
+                    seen_used = Some(t);
+                }
             }
             core::hint::spin_loop();
         }
@@ -145,12 +150,11 @@ pub fn run(dev: &Device, tx: &mut Queue, cmdline: &[u8]) {
         min = min.min(ns);
         max = max.max(ns);
         sum += ns;
-        // Seen in the used ring before the interrupt (else: at the latest
-        // when the handler returned).
-        used_sum += dev
-            .time
-            .ns(seen_used.unwrap_or(at).wrapping_sub(start))
-            .min(ns);
+        // Seen in the used ring before the interrupt arrived?
+        if let Some(t) = seen_used {
+            used_first += 1;
+            used_sum += dev.time.ns(t.wrapping_sub(start));
+        }
         done += 1;
     }
     svc::user_interrupts(false);
@@ -181,8 +185,10 @@ pub fn run(dev: &Device, tx: &mut Queue, cmdline: &[u8]) {
         .dec(sum / done.max(1))
         .s(" max=")
         .dec(max)
+        .s(" used-first=")
+        .dec(used_first)
         .s(" used-ns avg=")
-        .dec(used_sum / done.max(1))
+        .dec(used_sum / used_first.max(1))
         .s(" apic-base=")
         .hex(apic_base)
         .end();

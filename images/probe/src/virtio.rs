@@ -14,6 +14,10 @@
 //! `avail.idx` before the QueueNotify write (full fence), `used.idx` before
 //! the used element and the buffers it returns (acquire load). Every wait is
 //! bounded (~2 s by `rdtsc`) and ends in a `timeout` line, never a hang.
+//!
+//! Two extras hook in per device after its driver: `probe.irq=1` (irq.rs,
+//! the console's used-buffer interrupt) and `probe.virtio-faults=<s>`
+//! (faults.rs, malformed queues, then `restart` and one normal request).
 
 use core::ptr::{addr_of, addr_of_mut, read_volatile, write_volatile};
 use core::sync::atomic::{fence, AtomicU16, Ordering};
