@@ -3,9 +3,9 @@
 //!
 //! Owns the [`VirtioDevice`] trait, the [`VirtioInterrupt`] line back to the
 //! guest, the [`MmioTransport`] register window (virtio 1.2 §4.2), shared
-//! split-virtqueue handling (§2.7) and the devices: [`Block`] (§5.2, over a
-//! file or host block device through [`FileBackend`]) and [`Console`]
-//! (§5.3).
+//! split-virtqueue handling (§2.7) and the devices: [`Net`] (§5.1, over a
+//! host tap interface through [`Tap`]), [`Block`] (§5.2, over a file or
+//! host block device through [`FileBackend`]) and [`Console`] (§5.3).
 //! It never depends on KVM (`kvm-ioctls`, `kvm-bindings`), `seccomp` or
 //! `vmm`: notifications arrive as eventfds and interrupts leave through a
 //! trait, so `vmm` does the wiring.
@@ -25,7 +25,7 @@
 //! 4. When queue `i`'s eventfd is readable, read it (to clear it), lock the
 //!    transport and call `transport.process_queue(i)`. Devices never start
 //!    threads; all queue work happens in that call (or in device-specific
-//!    calls such as [`Console::push_input`]).
+//!    calls such as [`Console::push_input`] and [`Net::process_rx`]).
 //!
 //! ```
 //! use std::sync::Arc;
@@ -74,6 +74,12 @@
 //!   separate descriptors (see [`block`]); the capacity is read once, at
 //!   construction; an O_DIRECT backing gets no bounce buffer, so guest
 //!   buffers that break its alignment fail with IOERR.
+//! - Net: one queue pair; no control queue (so no CTRL_RX filtering, VLAN
+//!   filtering, GUEST_ANNOUNCE or MQ), no MTU, UFO/USO, ECN, RSS or hash
+//!   reports; the link always reads up. The vmm must also poll the
+//!   backend's descriptor, edge-triggered, and call [`Net::process_rx`]
+//!   (see [`net`]). Received frames are copied once (tap → device buffer
+//!   → guest); transmitted frames are written straight from guest memory.
 #![deny(missing_docs)]
 
 pub mod block;

@@ -79,6 +79,8 @@ mod tests_rx;
 #[cfg(test)]
 mod tests_tap;
 #[cfg(test)]
+mod tests_transport;
+#[cfg(test)]
 mod tests_tx;
 mod tx;
 
