@@ -94,7 +94,6 @@ pub enum TapError {
 ///
 /// Dropping it closes the descriptor; an interface the open created (not
 /// persistent) disappears then.
-#[derive(Debug)]
 pub struct Tap {
     file: File,
     name: String,
@@ -160,6 +159,16 @@ impl Tap {
         let n = frame.copy_to(&mut self.bounce).map_err(io::Error::other)?;
         let written = retry(|| (&self.file).write(&self.bounce[..n]))?;
         check_written(written, n)
+    }
+}
+
+impl std::fmt::Debug for Tap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tap")
+            .field("name", &self.name)
+            .field("fd", &self.file.as_raw_fd())
+            .field("offloads", &self.offloads)
+            .finish_non_exhaustive()
     }
 }
 
