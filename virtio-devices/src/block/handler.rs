@@ -124,7 +124,13 @@ impl<B: BlockBackend> ChainHandler for Handler<'_, B> {
             self.faults.report("virtio-blk status", &e);
             return 0;
         }
-        reply.used_len
+        // A refused or failed request wrote only its status byte, and the
+        // used length must not claim more than the device wrote (§2.7.8.1).
+        if status == STATUS_OK {
+            reply.used_len
+        } else {
+            1
+        }
     }
 }
 

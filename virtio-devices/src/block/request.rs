@@ -132,8 +132,9 @@ pub(crate) struct Request<'s> {
     pub ranges: &'s [Range],
 }
 
-/// Where the answer goes: the status byte, and the used length (every
-/// device-writable byte of the chain, status included).
+/// Where the answer goes: the status byte, and the used length of a
+/// successful request (every device-writable byte of the chain, status
+/// included; a refused or failed one reports 1, the status byte alone).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Reply {
     /// The status byte's guest address.
