@@ -34,10 +34,12 @@ use crate::kvm::irq::{self, KvmMsiRouter};
 use crate::kvm::vcpu::{spawn_vcpu, VcpuShared};
 use crate::kvm::vm;
 use crate::report::{BootTimeline, Phase};
+use std::os::fd::AsRawFd;
 use virtio_devices::block::Serial;
 use virtio_devices::{
     Access as BlockAccess, Block, BlockOptions, Console, FileBackend, IrqfdInterrupt, MmioTransport,
 };
+use virtio_devices::{MacAddr, Net, NetOptions, Tap};
 
 /// A step of building or running the VM failed.
 #[derive(Debug, thiserror::Error)]
@@ -368,6 +370,30 @@ fn mmio_bus(
             .map_err(|e| BuildError::Virtio(e.to_string()))?;
         devices.bus.insert(transport, slot.addr, slot.size)?;
         devices.sources.extend(sources);
+        devices.slots.push(slot);
+    }
+    for net in &cfg.nets {
+        let slot = next_slot(&devices)?;
+        let tap = Tap::open(&net.tap)
+            .map_err(|e| BuildError::Virtio(format!("--net tap={}: {e}", net.tap)))?;
+        let tap_fd = tap.as_raw_fd();
+        let device = Net::new(
+            tap,
+            NetOptions {
+                mac: net.mac.map(MacAddr),
+            },
+        );
+        let irq = Arc::new(IrqfdInterrupt::new().map_err(BuildError::EventFd)?);
+        let transport = MmioTransport::new(device, mem.clone(), irq.clone())
+            .map_err(|e| BuildError::Virtio(e.to_string()))?;
+        let transport = Arc::new(Mutex::new(transport));
+        let sources = virtio::wire(vm_fd, slot, &irq, transport.clone())
+            .map_err(|e| BuildError::Virtio(e.to_string()))?;
+        devices.sources.extend(sources);
+        devices
+            .sources
+            .push(virtio::tap_source(tap_fd, transport.clone(), slot));
+        devices.bus.insert(transport, slot.addr, slot.size)?;
         devices.slots.push(slot);
     }
     for _ in 0..cfg.placeholder_devices {

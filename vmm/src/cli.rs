@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use guest_boot::cmdline::DEFAULT_CMDLINE;
 
-use crate::config::devices::{ConsoleMode, DiskConfig};
+use crate::config::devices::{ConsoleMode, DiskConfig, NetConfig};
 use crate::config::{Discovery, KernelSource, ReportSink, RunConfig};
 
 /// Largest `--mem` flint accepts, in MiB (1 TiB).
@@ -97,6 +97,11 @@ pub struct RunArgs {
     /// repeat for more disks, which appear on the bus in this order.
     #[arg(long, value_name = "SPEC")]
     pub disk: Vec<DiskConfig>,
+    /// A virtio-net interface on a tap: tap=NAME[,mac=MAC]. An existing tap
+    /// is used as it is; a missing one is created (root), down and without
+    /// an address, for the caller to configure. Repeat for more.
+    #[arg(long, value_name = "SPEC")]
+    pub net: Vec<NetConfig>,
     /// Consoles the guest gets: virtio (virtio-console), serial (8250 UART
     /// at 0x3f8), both (the guest picks; stdin goes to the virtio console
     /// once the guest brings it up, else to the UART) or none.
@@ -182,6 +187,7 @@ impl TryFrom<RunArgs> for RunConfig {
             placeholder_devices: args.placeholder_devices,
             console: args.console,
             disks: args.disk,
+            nets: args.net,
         })
     }
 }

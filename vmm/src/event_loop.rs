@@ -31,6 +31,10 @@ pub struct EventLoopError(#[source] std::io::Error);
 pub struct EventSource {
     /// The descriptor, polled for input.
     pub fd: RawFd,
+    /// Edge-triggered: for a backend that may leave data unread (a tap
+    /// whose guest has no receive buffers), so it does not wake the loop
+    /// until new data arrives.
+    pub edge_triggered: bool,
     /// Runs on the event-loop thread each time `fd` is readable; it must
     /// consume what made it readable.
     pub on_ready: Box<dyn FnMut()>,
@@ -76,7 +80,14 @@ impl<'a> EventLoop<'a> {
         };
         add(control.stop_event().as_raw_fd(), TOKEN_STOP).map_err(EventLoopError)?;
         for (i, source) in sources.iter().enumerate() {
-            add(source.fd, TOKEN_FIRST_SOURCE + i as u64).map_err(EventLoopError)?;
+            let mut events = EventSet::IN;
+            if source.edge_triggered {
+                events |= EventSet::EDGE_TRIGGERED;
+            }
+            let event = EpollEvent::new(events, TOKEN_FIRST_SOURCE + i as u64);
+            epoll
+                .ctl(ControlOperation::Add, source.fd, event)
+                .map_err(EventLoopError)?;
         }
         // Regular files and /dev/null cannot be polled (EPERM): then the guest gets no input.
         let open = add(libc::STDIN_FILENO, TOKEN_STDIN).is_ok();

@@ -65,4 +65,6 @@ pub struct RunConfig {
     pub console: devices::ConsoleMode,
     /// virtio-blk disks, in bus order.
     pub disks: Vec<devices::DiskConfig>,
+    /// virtio-net interfaces, in bus order after the disks.
+    pub nets: Vec<devices::NetConfig>,
 }

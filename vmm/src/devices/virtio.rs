@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 
 use guest_boot::layout::VirtioMmioSlot;
 use kvm_ioctls::{IoEventAddress, VmFd};
-use virtio_devices::{Console, IrqfdInterrupt, MmioTransport, VirtioDevice, QUEUE_NOTIFY_OFFSET};
+use virtio_devices::{
+    Console, IrqfdInterrupt, MmioTransport, Net, NetBackend, VirtioDevice, QUEUE_NOTIFY_OFFSET,
+};
 
 use super::serial::SerialDevice;
 use super::BusDevice;
@@ -80,6 +82,7 @@ pub fn wire<D: VirtioDevice + 'static>(
         let device = transport.clone();
         sources.push(EventSource {
             fd: event.as_raw_fd(),
+            edge_triggered: false,
             on_ready: Box::new(move || {
                 let mut t = lock(&device);
                 let _ = t.queue_events()[queue].read();
@@ -90,6 +93,24 @@ pub fn wire<D: VirtioDevice + 'static>(
         });
     }
     Ok(sources)
+}
+
+/// The event source for a virtio-net device's tap: edge-triggered, since
+/// the device leaves frames in the tap while the guest has no buffers.
+pub fn tap_source<B: NetBackend + 'static>(
+    fd: std::os::fd::RawFd,
+    transport: Arc<Mutex<MmioTransport<Net<B>>>>,
+    slot: VirtioMmioSlot,
+) -> EventSource {
+    EventSource {
+        fd,
+        edge_triggered: true,
+        on_ready: Box::new(move || {
+            if let Err(e) = lock(&transport).device_mut().process_rx() {
+                log::error!("virtio-net at {:#x}: {e}", slot.addr);
+            }
+        }),
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
