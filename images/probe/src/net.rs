@@ -135,7 +135,16 @@ pub fn run(dev: &Device, mut rx: Queue, mut tx: Queue, cmdline: &[u8]) {
         }
     }
     if let Some(seconds) = serve {
-        self::serve(dev, &mut rx, &mut tx, m, &mut owner, mac, ip, seconds.min(600));
+        self::serve(
+            dev,
+            &mut rx,
+            &mut tx,
+            m,
+            &mut owner,
+            mac,
+            ip,
+            seconds.min(600),
+        );
     }
 }
 
@@ -243,10 +252,7 @@ fn answer(f: &[u8], out: &mut [u8], mac: &[u8; 6], ip: &[u8; 4]) -> Result<(usiz
     match [f[12], f[13]] {
         // ARP request (Ethernet/IPv4) for our address.
         [0x08, 0x06] => {
-            if f.len() < 42
-                || f[14..22] != [0, 1, 0x08, 0x00, 6, 4, 0, 1]
-                || f[38..42] != *ip
-            {
+            if f.len() < 42 || f[14..22] != [0, 1, 0x08, 0x00, 6, 4, 0, 1] || f[38..42] != *ip {
                 return Err(Kind::Other);
             }
             let o = &mut out[..FRAME];
