@@ -14,32 +14,23 @@ use kvm_ioctls::{Kvm, VmFd};
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
-use crate::config;
-use crate::config::devices::{ConsoleMode, DiskConfig};
+use crate::config::devices::ConsoleMode;
 use crate::config::{KernelSource, RunConfig};
 use crate::control::VmControl;
-use crate::devices::clock_probe::ClockProbe;
-use crate::devices::ioapic::Ioapic;
 use crate::devices::legacy::{AcpiSleep, BootMarker, ExitPort, I8042};
-use crate::devices::placeholder::Placeholder;
 use crate::devices::serial::{SerialDevice, SerialOut};
-use crate::devices::virtio::{self, InputRouter, StdoutSink, VirtioConsole};
+use crate::devices::virtio::InputRouter;
 use crate::devices::{Bus, BusError};
 use crate::disks;
 use crate::event_loop::{EventLoop, EventSource};
 use crate::exit::VmOutcome;
 use crate::kvm::coalesced::{self, KvmTxCoalescing, SharedRing};
 use crate::kvm::cpuid::SupportedCpuid;
-use crate::kvm::irq::{self, KvmMsiRouter};
+use crate::kvm::irq;
 use crate::kvm::vcpu::{spawn_vcpu, VcpuShared};
 use crate::kvm::vm;
+use crate::mmio_bus::{self, MmioDevices};
 use crate::report::{BootTimeline, Phase};
-use std::os::fd::AsRawFd;
-use virtio_devices::block::Serial;
-use virtio_devices::{
-    Access as BlockAccess, Block, BlockOptions, Console, FileBackend, IrqfdInterrupt, MmioTransport,
-};
-use virtio_devices::{MacAddr, Net, NetOptions, Tap};
 
 /// A step of building or running the VM failed.
 #[derive(Debug, thiserror::Error)]
@@ -164,7 +155,7 @@ pub fn build(cfg: &RunConfig, timeline: Arc<BootTimeline>) -> Result<Vm, BuildEr
         slots,
         console,
         sources,
-    } = mmio_bus(cfg, &vm_fd, &mem, timeline.clone())?;
+    } = mmio_bus::build(cfg, &vm_fd, &mem, timeline.clone())?;
     let shared = Arc::new(VcpuShared {
         kvm: kvm.clone(),
         vm: vm_fd.clone(),
@@ -307,129 +298,6 @@ fn legacy_bus(
         2,
     )?;
     Ok((bus, serial))
-}
-
-/// Size of the IOAPIC's register window.
-const IOAPIC_WINDOW: u64 = 0x1000;
-
-/// The MMIO bus: the IOAPIC, then the virtio-mmio devices in command-line
-/// order; returns the virtio slots for the ACPI DSDT and the command line.
-/// What [`mmio_bus`] built besides the bus.
-struct MmioDevices {
-    bus: Bus,
-    slots: Vec<VirtioMmioSlot>,
-    console: Option<VirtioConsole>,
-    sources: Vec<EventSource>,
-}
-
-fn mmio_bus(
-    cfg: &RunConfig,
-    vm_fd: &Arc<VmFd>,
-    mem: &GuestMemoryMmap,
-    timeline: Arc<BootTimeline>,
-) -> Result<MmioDevices, BuildError> {
-    let mut bus = Bus::default();
-    let ioapic = Ioapic::new(KvmMsiRouter::new(vm_fd.clone()));
-    bus.insert(
-        Arc::new(Mutex::new(ioapic)),
-        layout::IOAPIC_START,
-        IOAPIC_WINDOW,
-    )?;
-    bus.insert(
-        Arc::new(Mutex::new(ClockProbe(timeline))),
-        layout::CLOCK_PROBE_START,
-        layout::CLOCK_PROBE_SIZE,
-    )?;
-    let mut devices = MmioDevices {
-        bus,
-        slots: Vec::new(),
-        console: None,
-        sources: Vec::new(),
-    };
-    if matches!(cfg.console, ConsoleMode::Virtio | ConsoleMode::Both) {
-        let slot = next_slot(&devices)?;
-        let irq = Arc::new(IrqfdInterrupt::new().map_err(BuildError::EventFd)?);
-        let transport = MmioTransport::new(Console::new(StdoutSink), mem.clone(), irq.clone())
-            .map_err(|e| BuildError::Virtio(e.to_string()))?;
-        let console = Arc::new(Mutex::new(transport));
-        let sources = virtio::wire(vm_fd, slot, &irq, console.clone())
-            .map_err(|e| BuildError::Virtio(e.to_string()))?;
-        devices.bus.insert(console.clone(), slot.addr, slot.size)?;
-        devices.sources.extend(sources);
-        devices.slots.push(slot);
-        devices.console = Some(console);
-    }
-    for disk in &cfg.disks {
-        let slot = next_slot(&devices)?;
-        let block = block_device(disk)?;
-        let irq = Arc::new(IrqfdInterrupt::new().map_err(BuildError::EventFd)?);
-        let transport = MmioTransport::new(block, mem.clone(), irq.clone())
-            .map_err(|e| BuildError::Virtio(e.to_string()))?;
-        let transport = Arc::new(Mutex::new(transport));
-        let sources = virtio::wire(vm_fd, slot, &irq, transport.clone())
-            .map_err(|e| BuildError::Virtio(e.to_string()))?;
-        devices.bus.insert(transport, slot.addr, slot.size)?;
-        devices.sources.extend(sources);
-        devices.slots.push(slot);
-    }
-    for net in &cfg.nets {
-        let slot = next_slot(&devices)?;
-        let tap = Tap::open(&net.tap)
-            .map_err(|e| BuildError::Virtio(format!("--net tap={}: {e}", net.tap)))?;
-        let tap_fd = tap.as_raw_fd();
-        let device = Net::new(
-            tap,
-            NetOptions {
-                mac: net.mac.map(MacAddr),
-            },
-        );
-        let irq = Arc::new(IrqfdInterrupt::new().map_err(BuildError::EventFd)?);
-        let transport = MmioTransport::new(device, mem.clone(), irq.clone())
-            .map_err(|e| BuildError::Virtio(e.to_string()))?;
-        let transport = Arc::new(Mutex::new(transport));
-        let sources = virtio::wire(vm_fd, slot, &irq, transport.clone())
-            .map_err(|e| BuildError::Virtio(e.to_string()))?;
-        devices.sources.extend(sources);
-        devices
-            .sources
-            .push(virtio::tap_source(tap_fd, transport.clone(), slot));
-        devices.bus.insert(transport, slot.addr, slot.size)?;
-        devices.slots.push(slot);
-    }
-    for _ in 0..cfg.placeholder_devices {
-        let slot = next_slot(&devices)?;
-        devices
-            .bus
-            .insert(Arc::new(Mutex::new(Placeholder)), slot.addr, slot.size)?;
-        devices.slots.push(slot);
-    }
-    Ok(devices)
-}
-
-/// A virtio-blk device over the backing `disk` names.
-fn block_device(disk: &DiskConfig) -> Result<Block<FileBackend>, BuildError> {
-    let path = disk.path.display().to_string();
-    let host = disks::open_disk(disk)?;
-    let access = match disk.access {
-        config::devices::Access::ReadWrite => BlockAccess::ReadWrite,
-        config::devices::Access::ReadOnly => BlockAccess::ReadOnly,
-    };
-    let named = |e: &dyn std::fmt::Display| BuildError::Virtio(format!("--disk {path}: {e}"));
-    let backend = FileBackend::new(host.file, access).map_err(|e| named(&e))?;
-    let serial = Serial::new(disk.id.as_deref().unwrap_or("")).map_err(|e| named(&e))?;
-    Block::new(
-        backend,
-        BlockOptions {
-            serial,
-            ..Default::default()
-        },
-    )
-    .map_err(|e| named(&e))
-}
-
-fn next_slot(devices: &MmioDevices) -> Result<VirtioMmioSlot, BuildError> {
-    let index = devices.slots.len();
-    layout::virtio_mmio_slot(index).ok_or(BuildError::BusFull(index))
 }
 
 fn load_guest(
