@@ -42,6 +42,10 @@ pub struct BenchArgs {
     /// Iterations of the CPU workload (guest vs native); 0 skips it.
     #[arg(long, value_name = "N", default_value_t = 200_000)]
     pub workload: u64,
+    /// KiB the probe sends through virtio-console and through the UART for
+    /// the console throughput figure; 0 skips it.
+    #[arg(long, value_name = "KiB", default_value_t = 1024)]
+    pub console_kib: u64,
 }
 
 /// One kind of process the benchmark launches.
@@ -109,6 +113,9 @@ fn bench(args: &BenchArgs) -> Result<(), String> {
     print_phases(&contestants);
     if args.workload > 0 {
         cpu_figure(args.workload);
+    }
+    if args.console_kib > 0 {
+        console_figure(args.console_kib);
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
@@ -400,6 +407,55 @@ fn guest_workload(iterations: u64) -> Option<(f64, String)> {
     let line = text.lines().find(|l| l.starts_with("probe: workload "))?;
     let cycles = field(line, "cycles=")?.parse().ok()?;
     Some((cycles, field(line, "result=")?.to_string()))
+}
+
+/// Runs of the console comparison.
+const CONSOLE_ROUNDS: usize = 3;
+
+/// The same bytes through virtio-console and through the 8250 UART, timed
+/// by the probe with kvmclock (`probe.console-bench`).
+fn console_figure(kib: u64) {
+    let me = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("flint"));
+    let (mut virtio, mut uart) = (Vec::new(), Vec::new());
+    for _ in 0..CONSOLE_ROUNDS {
+        let cmdline = format!("probe.virtio=1 probe.console-bench={kib}");
+        let out = Command::new(&me)
+            .args(["run", "--timeout", "300", "--cmdline", &cmdline])
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output();
+        let Ok(out) = out else { continue };
+        let text = String::from_utf8_lossy(&out.stdout);
+        for (prefix, into) in [
+            ("probe: console-bench virtio ", &mut virtio),
+            ("probe: console-bench uart ", &mut uart),
+        ] {
+            if let Some(rate) = text
+                .lines()
+                .find(|l| l.starts_with(prefix))
+                .and_then(bytes_per_second)
+            {
+                into.push(rate);
+            }
+        }
+    }
+    let (v, u) = (percentile(&virtio, 50.0), percentile(&uart, 50.0));
+    println!(
+        "\nconsole: {kib} KiB from the probe, median of {CONSOLE_ROUNDS} runs (guest kvmclock):"
+    );
+    println!(
+        "  virtio-console {:.1} MB/s   8250 UART {:.2} MB/s   virtio / UART = {:.0}x",
+        v / 1e6,
+        u / 1e6,
+        v / u
+    );
+}
+
+/// Bytes per second from a `bytes=<n> ns=<t>` line.
+fn bytes_per_second(line: &str) -> Option<f64> {
+    let bytes: f64 = field(line, "bytes=")?.parse().ok()?;
+    let ns: f64 = field(line, "ns=")?.parse().ok()?;
+    (ns > 0.0).then(|| bytes * 1e9 / ns)
 }
 
 fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {

@@ -12,6 +12,7 @@
 use core::ptr::{addr_of, addr_of_mut};
 
 use crate::cmdline;
+use crate::kvmclock;
 use crate::out::{say, Line};
 use crate::svc;
 use crate::virtio::{Buf, Device, Queue};
@@ -63,6 +64,50 @@ pub fn run(dev: &Device, rx: &mut Queue, tx: &mut Queue, cmdline: &[u8]) {
     if cmdline::param(cmdline, "probe.virtio-echo") == Some(b"1") {
         echo(dev, rx, m, &mut owner);
     }
+    if let Some(kib) = cmdline::param_u64(cmdline, "probe.console-bench") {
+        bench(dev, tx, kib.min(1 << 20) * 1024);
+    }
+}
+
+/// Chunk size of `probe.console-bench`.
+const BENCH_CHUNK: usize = 4096;
+/// What the benchmark sends: lines of dots (any bytes would do).
+static mut BENCH: [u8; BENCH_CHUNK] = [b'.'; BENCH_CHUNK];
+
+/// `probe.console-bench=<KiB>`: the same bytes through the transmit queue
+/// (4 KiB chains, one at a time) and through the UART (4 KiB `rep outsb`
+/// service calls), each timed with kvmclock; flint's bench turns the two
+/// lines into bytes per second.
+fn bench(dev: &Device, tx: &mut Queue, bytes: u64) {
+    // SAFETY: BENCH is only touched here, before the device sees it.
+    unsafe {
+        let b = &mut *addr_of_mut!(BENCH);
+        for i in (63..BENCH_CHUNK).step_by(64) {
+            b[i] = b'\n';
+        }
+    }
+    // SAFETY: taking the address of a static; the device only reads it.
+    let data = unsafe { &*addr_of!(BENCH) };
+    let chunks = bytes.div_ceil(BENCH_CHUNK as u64);
+    let Some(start) = kvmclock::now_ns() else {
+        say("console-bench none");
+        return;
+    };
+    let mut sent = 0;
+    for _ in 0..chunks {
+        if tx.round_trip(dev, &[Buf::readable(data.as_ptr(), BENCH_CHUNK)]).is_none() {
+            break;
+        }
+        sent += BENCH_CHUNK as u64;
+    }
+    let virtio_ns = kvmclock::now_ns().unwrap_or(start) - start;
+    let start = kvmclock::now_ns().unwrap_or(0);
+    for _ in 0..chunks {
+        svc::write(data);
+    }
+    let uart_ns = kvmclock::now_ns().unwrap_or(start) - start;
+    Line::new().s("console-bench virtio bytes=").dec(sent).s(" ns=").dec(virtio_ns).end();
+    Line::new().s("console-bench uart bytes=").dec(chunks * BENCH_CHUNK as u64).s(" ns=").dec(uart_ns).end();
 }
 
 /// Makes receive buffer `k` available.
