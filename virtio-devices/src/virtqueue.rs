@@ -142,6 +142,12 @@ pub(crate) trait ChainHandler {
     /// Serve `chain` (whose buffers are in `mem`); the return value is the
     /// used length.
     fn handle(&mut self, mem: &GuestMemoryMmap, chain: Chain<'_>) -> u32;
+    /// Start serving `chain`: `Some(used length)` when it is done now,
+    /// `None` when it is in flight and the device will return it through
+    /// the used ring itself later (an asynchronous engine).
+    fn start(&mut self, mem: &GuestMemoryMmap, chain: Chain<'_>) -> Option<u32> {
+        Some(self.handle(mem, chain))
+    }
 }
 
 /// Pop the next available chain, if any.
@@ -155,7 +161,8 @@ fn pop_chain<'a>(
 
 /// Serve every available chain `handler` wants, with available-buffer
 /// notifications off while doing so (§2.7.10), and return whether any
-/// chain went to the used ring.
+/// chain went to the used ring (chains left in flight by
+/// [`ChainHandler::start`] do not count).
 pub(crate) fn serve_queue(
     queue: &mut Queue,
     mem: &GuestMemoryMmap,
@@ -169,9 +176,10 @@ pub(crate) fn serve_queue(
                 break;
             };
             let head = chain.head_index();
-            let len = handler.handle(mem, chain);
-            queue.add_used(mem, head, len).map_err(QueueFault::Used)?;
-            used = true;
+            if let Some(len) = handler.start(mem, chain) {
+                queue.add_used(mem, head, len).map_err(QueueFault::Used)?;
+                used = true;
+            }
         }
         // Re-enable, then look again: a chain added in between would
         // otherwise wait for a notification the driver will not send.

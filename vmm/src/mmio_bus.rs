@@ -77,7 +77,10 @@ pub fn build(
         a.out.console = Some(console);
     }
     for disk in &cfg.disks {
-        a.add(block_device(disk)?)?;
+        let (slot, transport) = a.add(block_device(disk)?)?;
+        a.out
+            .sources
+            .extend(virtio::completion_source(transport, slot));
     }
     for net in &cfg.nets {
         let (device, tap_fd) = net_device(net)?;

@@ -11,7 +11,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -59,9 +59,9 @@ pub struct Capabilities {
 /// bytes; the device only asks for ranges inside
 /// [`capacity`](BlockBackend::capacity).
 ///
-/// Calls are synchronous: a call returns when the operation is done. An
-/// asynchronous engine would need a submit/complete split; that is left
-/// out until one exists.
+/// Calls are synchronous: a call returns when the operation is done. A
+/// backend that exposes [`raw_fd`](BlockBackend::raw_fd) lets the device
+/// run reads, writes and flushes on io_uring instead.
 pub trait BlockBackend: Send {
     /// The size in bytes (the device exposes whole 512-byte sectors).
     fn capacity(&self) -> u64;
@@ -87,6 +87,14 @@ pub trait BlockBackend: Send {
 
     /// Make a range read back as zeros.
     fn write_zeroes(&mut self, offset: u64, len: u64, unmap: Unmap) -> io::Result<()>;
+
+    /// A descriptor the io_uring engine may read, write and fdatasync at
+    /// the same byte offsets instead of calling `read_at`, `write_at` and
+    /// `flush`; `None` (the default) keeps every request synchronous. It
+    /// must stay open for as long as the backend lives.
+    fn raw_fd(&self) -> Option<RawFd> {
+        None
+    }
 }
 
 /// What a [`FileBackend`] sits on.
@@ -294,6 +302,10 @@ impl BlockBackend for FileBackend {
                 other => other,
             },
         }
+    }
+
+    fn raw_fd(&self) -> Option<RawFd> {
+        Some(self.file.as_raw_fd())
     }
 
     fn write_zeroes(&mut self, offset: u64, len: u64, unmap: Unmap) -> io::Result<()> {

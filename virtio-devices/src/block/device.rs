@@ -7,9 +7,10 @@
 //! initialization) and §2.1.2 (DEVICE_NEEDS_RESET) when the guest breaks
 //! the queue.
 
+use std::os::fd::RawFd;
 use std::sync::Arc;
 
-use log::debug;
+use log::{debug, info};
 use virtio_bindings::virtio_blk::{
     VIRTIO_BLK_F_BLK_SIZE, VIRTIO_BLK_F_DISCARD, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_RO,
     VIRTIO_BLK_F_SEG_MAX, VIRTIO_BLK_F_SIZE_MAX, VIRTIO_BLK_F_TOPOLOGY, VIRTIO_BLK_F_WRITE_ZEROES,
@@ -18,8 +19,9 @@ use virtio_queue::{Queue, QueueT};
 use vm_memory::GuestMemoryMmap;
 
 use super::backend::{Access, BlockBackend, Capabilities};
-use super::handler::{Handler, IoErrorLog, Settings};
+use super::handler::{finish, Handler, IoErrorLog, Settings, STATUS_IOERR, STATUS_OK};
 use super::request::{Limits, Scratch};
+use super::uring::{Op, UringEngine};
 use super::{
     MAX_RANGES, MAX_RANGE_SECTORS, QUEUE_SIZE, SECTOR_SIZE, SEG_MAX, SERIAL_LEN, SIZE_MAX,
 };
@@ -151,6 +153,21 @@ pub struct BlockOptions {
     pub serial: Serial,
     /// Block sizes and hints (default: 512-byte blocks).
     pub geometry: BlockGeometry,
+    /// How I/O runs (default: io_uring where available).
+    pub engine: IoEngine,
+}
+
+/// How a [`Block`] runs reads, writes and flushes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IoEngine {
+    /// io_uring when the backend exposes a descriptor
+    /// ([`BlockBackend::raw_fd`]) and the kernel allows it; synchronous
+    /// otherwise (logged at info level).
+    #[default]
+    Auto,
+    /// Synchronous calls into the backend on the thread that processes the
+    /// queue.
+    Sync,
 }
 
 /// Everything the device holds between DRIVER_OK and reset.
@@ -177,6 +194,8 @@ pub struct Block<B: BlockBackend> {
     broken: bool,
     faults: FaultLog,
     io_errors: IoErrorLog,
+    /// The io_uring engine; `None`: synchronous I/O.
+    engine: Option<UringEngine>,
 }
 
 impl<B: BlockBackend> Block<B> {
@@ -198,7 +217,18 @@ impl<B: BlockBackend> Block<B> {
             max_ranges: MAX_RANGES,
             max_range_sectors: MAX_RANGE_SECTORS,
         };
+        let engine = match options.engine {
+            IoEngine::Auto if backend.raw_fd().is_some() => match UringEngine::new(QUEUE_SIZE) {
+                Ok(engine) => Some(engine),
+                Err(e) => {
+                    info!("virtio-blk: io_uring unavailable ({e}): synchronous I/O");
+                    None
+                }
+            },
+            _ => None,
+        };
         Ok(Block {
+            engine,
             backend,
             settings: Settings {
                 access,
@@ -237,6 +267,72 @@ impl<B: BlockBackend> Block<B> {
         self.io_errors.count()
     }
 
+    /// Whether reads, writes and flushes run on io_uring.
+    pub fn uses_io_uring(&self) -> bool {
+        self.engine.is_some()
+    }
+
+    /// The eventfd that becomes readable when io_uring requests complete;
+    /// call [`process_completions`](Self::process_completions) then. `None`
+    /// with synchronous I/O.
+    pub fn completion_fd(&self) -> Option<RawFd> {
+        self.engine.as_ref().map(UringEngine::eventfd)
+    }
+
+    /// Return finished io_uring requests through the used ring (status
+    /// OK, or IOERR for a failure or a short transfer), notify the driver
+    /// if it wants to know, then serve chains that waited for a free slot.
+    pub fn process_completions(&mut self) -> Result<(), DeviceError> {
+        let Some(engine) = self.engine.as_mut() else {
+            return Ok(());
+        };
+        let live = self.active.as_mut().filter(|_| !self.broken);
+        let (faults, io_errors) = (&mut self.faults, &mut self.io_errors);
+        let Some(active) = live else {
+            // Nobody to answer (reset drains, so only a broken queue).
+            engine.reap(|_| {});
+            return Ok(());
+        };
+        let mut used = false;
+        let mut fault = None;
+        engine.reap(|done| {
+            let status = match done.result {
+                Ok(()) => STATUS_OK,
+                Err(e) => {
+                    let what = match done.op {
+                        Op::Read => "read",
+                        Op::Write => "write",
+                        Op::Flush => "flush",
+                    };
+                    io_errors.report(what, &e);
+                    STATUS_IOERR
+                }
+            };
+            let len = finish(&active.mem, done.reply, status, faults);
+            if fault.is_none() {
+                match active.queue.add_used(&active.mem, done.head, len) {
+                    Ok(()) => used = true,
+                    Err(e) => fault = Some(QueueFault::Used(e)),
+                }
+            }
+        });
+        let result = match fault {
+            Some(fault) => Err(ServeError::Guest(fault)),
+            None if used => signal_used(
+                &mut active.queue,
+                &active.mem,
+                &*active.interrupt,
+                REQUEST_QUEUE,
+            ),
+            None => Ok(()),
+        };
+        match result {
+            Ok(()) => self.serve(),
+            Err(ServeError::Host(e)) => Err(e),
+            Err(ServeError::Guest(fault)) => self.fail(fault),
+        }
+    }
+
     fn serve(&mut self) -> Result<(), DeviceError> {
         let Some(active) = self.active.as_mut().filter(|_| !self.broken) else {
             return Ok(());
@@ -250,8 +346,13 @@ impl<B: BlockBackend> Block<B> {
             settings: &self.settings,
             faults: &mut self.faults,
             io_errors: &mut self.io_errors,
+            engine: self.engine.as_mut(),
         };
-        let result = serve_queue(&mut active.queue, &active.mem, &mut handler)
+        let served = serve_queue(&mut active.queue, &active.mem, &mut handler);
+        if let Some(engine) = self.engine.as_mut() {
+            engine.submit();
+        }
+        let result = served
             .map_err(ServeError::from)
             .and_then(|used| match used {
                 true => signal_used(
@@ -393,6 +494,11 @@ impl<B: BlockBackend> VirtioDevice for Block<B> {
     }
 
     fn reset(&mut self) {
+        // In-flight requests write guest memory and own their chains:
+        // wait for them before the queue goes away.
+        if let Some(engine) = self.engine.as_mut() {
+            engine.drain();
+        }
         self.active = None;
         self.broken = false;
         self.settings.acked_features = 0;

@@ -19,12 +19,13 @@ use virtio_bindings::virtio_blk::{
 use vm_memory::{Bytes, GuestMemory, GuestMemoryMmap, Permissions};
 
 use super::backend::{Access, BlockBackend};
-use super::request::{parse, Kind, Limits, Request, Scratch, Segment};
+use super::request::{parse, Kind, Limits, Reply, Request, Scratch, Segment};
+use super::uring::{Op, PushError, UringEngine};
 use super::{SECTOR_SIZE, SERIAL_LEN};
 use crate::virtqueue::{Chain, ChainHandler, FaultLog};
 
-const STATUS_OK: u8 = VIRTIO_BLK_S_OK as u8;
-const STATUS_IOERR: u8 = VIRTIO_BLK_S_IOERR as u8;
+pub(super) const STATUS_OK: u8 = VIRTIO_BLK_S_OK as u8;
+pub(super) const STATUS_IOERR: u8 = VIRTIO_BLK_S_IOERR as u8;
 const STATUS_UNSUPP: u8 = VIRTIO_BLK_S_UNSUPP as u8;
 
 /// Counts host I/O failures and logs them at error level for the first
@@ -35,7 +36,7 @@ pub(super) struct IoErrorLog {
 }
 
 impl IoErrorLog {
-    fn report(&mut self, what: &str, e: &std::io::Error) {
+    pub(super) fn report(&mut self, what: &str, e: &std::io::Error) {
         self.count = self.count.saturating_add(1);
         if self.count <= 8 || self.count.is_power_of_two() {
             error!("virtio-blk: {what} failed: {e} (I/O error {})", self.count);
@@ -76,6 +77,8 @@ pub(super) struct Handler<'a, B: BlockBackend> {
     pub settings: &'a Settings,
     pub faults: &'a mut FaultLog,
     pub io_errors: &'a mut IoErrorLog,
+    /// The io_uring engine, when the device has one.
+    pub engine: Option<&'a mut UringEngine>,
 }
 
 /// Why a transfer stopped.
@@ -97,40 +100,148 @@ enum Transfer {
 }
 
 impl<B: BlockBackend> ChainHandler for Handler<'_, B> {
+    fn wants_more(&self) -> bool {
+        self.engine.as_ref().is_none_or(|e| e.has_room())
+    }
+
     fn handle(&mut self, mem: &GuestMemoryMmap, chain: Chain<'_>) -> u32 {
+        self.serve(mem, chain, false).unwrap_or(0)
+    }
+
+    fn start(&mut self, mem: &GuestMemoryMmap, chain: Chain<'_>) -> Option<u32> {
+        self.serve(mem, chain, true)
+    }
+}
+
+/// Where a request went.
+enum Started {
+    /// Queued on io_uring: it completes later.
+    Queued,
+    /// Finished with this status byte.
+    Done(u8),
+    /// Not for the engine: run it synchronously.
+    Sync,
+}
+
+impl<B: BlockBackend> Handler<'_, B> {
+    /// Serve one chain; `None` when it went to io_uring (only if
+    /// `may_defer`).
+    fn serve(&mut self, mem: &GuestMemoryMmap, chain: Chain<'_>, may_defer: bool) -> Option<u32> {
+        let head = chain.head_index();
         let (reply, request) = match parse(mem, chain, &self.settings.limits, self.scratch) {
             Ok(parsed) => parsed,
             Err(fault) => {
                 self.faults.report("virtio-blk", &fault);
-                return 0;
+                return Some(0);
             }
         };
         let status = match request {
-            Ok(request) => execute(
-                mem,
-                &request,
-                self.backend,
-                self.settings,
-                self.faults,
-                self.io_errors,
-            ),
+            Ok(request) => {
+                let started = match may_defer {
+                    true => match self.engine.as_deref_mut() {
+                        Some(engine) => start_async(
+                            mem,
+                            engine,
+                            Queued {
+                                head,
+                                reply,
+                                request: &request,
+                            },
+                            &*self.backend,
+                            self.settings,
+                            self.faults,
+                            self.io_errors,
+                        ),
+                        None => Started::Sync,
+                    },
+                    false => Started::Sync,
+                };
+                match started {
+                    Started::Queued => return None,
+                    Started::Done(status) => status,
+                    Started::Sync => execute(
+                        mem,
+                        &request,
+                        self.backend,
+                        self.settings,
+                        self.faults,
+                        self.io_errors,
+                    ),
+                }
+            }
             Err(fault) => {
                 self.faults.report("virtio-blk", &fault);
                 fault.status()
             }
         };
-        if let Err(e) = mem.write_obj(status, reply.status) {
-            // Checked by parse; only a changed memory map gets here.
-            self.faults.report("virtio-blk status", &e);
-            return 0;
+        Some(finish(mem, reply, status, self.faults))
+    }
+}
+
+/// A request bound for the engine.
+struct Queued<'r, 's> {
+    head: u16,
+    reply: Reply,
+    request: &'r Request<'s>,
+}
+
+/// Queue IN, OUT and FLUSH on `engine`. Everything else, writes to a
+/// read-only disk, and writes that must be write-through (FLUSH not
+/// negotiated, §5.2.6.2) stay synchronous.
+fn start_async<B: BlockBackend>(
+    mem: &GuestMemoryMmap,
+    engine: &mut UringEngine,
+    q: Queued<'_, '_>,
+    backend: &B,
+    settings: &Settings,
+    faults: &mut FaultLog,
+    io_errors: &mut IoErrorLog,
+) -> Started {
+    let Some(fd) = backend.raw_fd() else {
+        return Started::Sync;
+    };
+    let writable = settings.access == Access::ReadWrite;
+    let (op, offset) = match q.request.kind {
+        Kind::Read { offset } => (Op::Read, offset),
+        Kind::Write { offset } if writable && settings.acked(VIRTIO_BLK_F_FLUSH) => {
+            (Op::Write, offset)
         }
-        // A refused or failed request wrote only its status byte, and the
-        // used length must not claim more than the device wrote (§2.7.8.1).
-        if status == STATUS_OK {
-            reply.used_len
-        } else {
-            1
+        Kind::Flush => (Op::Flush, 0),
+        _ => return Started::Sync,
+    };
+    let segments = q.request.segments;
+    match engine.push(fd, mem, q.head, q.reply, op, offset, segments) {
+        Ok(()) => Started::Queued,
+        Err(PushError::Guest(e)) => {
+            faults.report("virtio-blk data", &e);
+            Started::Done(STATUS_IOERR)
         }
+        Err(PushError::Host(e)) => {
+            io_errors.report(operation(q.request.kind), &e);
+            Started::Done(STATUS_IOERR)
+        }
+    }
+}
+
+/// Write `status` for the request answered at `reply`; returns the used
+/// length.
+pub(super) fn finish(
+    mem: &GuestMemoryMmap,
+    reply: Reply,
+    status: u8,
+    faults: &mut FaultLog,
+) -> u32 {
+    if let Err(e) = mem.write_obj(status, reply.status) {
+        // Checked by parse; only a changed memory map gets here.
+        faults.report("virtio-blk status", &e);
+        return 0;
+    }
+    // A refused or failed request wrote only its status byte, and the
+    // used length must not claim more than the device wrote (§2.7.8.1).
+    if status == STATUS_OK {
+        reply.used_len
+    } else {
+        1
     }
 }
 

@@ -25,12 +25,17 @@
 //!
 //! # Processing model
 //!
-//! Requests run to completion inside `process_queue`, in ring order: a
-//! request is put in the used ring (with status OK) only after the backend
-//! returned success for all of it. An asynchronous engine (io_uring) would
-//! keep `request.rs` as is and replace `handler.rs` with a submit step and
-//! a completion step; the [`BlockBackend`] trait is deliberately the simple
-//! synchronous one until then.
+//! With the io_uring engine (`uring.rs`, [`IoEngine::Auto`] on a backend
+//! with [`BlockBackend::raw_fd`], where the kernel allows it) IN, OUT and
+//! FLUSH are submitted from `process_queue` straight over guest memory and
+//! answered by [`Block::process_completions`] when the engine's eventfd
+//! ([`Block::completion_fd`]) fires: status OK only once the kernel moved
+//! every byte, FLUSH is fdatasync and starts after every earlier request
+//! completed (IOSQE_IO_DRAIN), reset waits for requests in flight. Other
+//! requests, write-through writes (FLUSH not negotiated) and every request
+//! under [`IoEngine::Sync`] or without io_uring run to completion inside
+//! `process_queue`, in ring order: put in the used ring (status OK) only
+//! after the backend returned success for all of it.
 
 //! # Building one (the vmm)
 //!
@@ -79,11 +84,14 @@ mod tests_backend;
 mod tests_malformed;
 #[cfg(test)]
 mod tests_ranges;
+#[cfg(test)]
+mod tests_uring;
+mod uring;
 
 pub use backend::{
     Access, BackendError, BackingKind, BlockBackend, Capabilities, FileBackend, Unmap,
 };
-pub use device::{Block, BlockError, BlockGeometry, BlockOptions, Serial};
+pub use device::{Block, BlockError, BlockGeometry, BlockOptions, IoEngine, Serial};
 
 /// Maximum size of the request queue.
 pub const QUEUE_SIZE: u16 = 256;

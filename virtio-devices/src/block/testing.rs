@@ -67,6 +67,16 @@ impl<'m, B: BlockBackend> Rig<'m, B> {
         Self::with(mem, backend, BlockOptions::default(), ALL_FEATURES)
     }
 
+    /// An active device over `backend` running I/O with `engine`, every
+    /// offered feature acked.
+    pub(super) fn on(mem: &'m GuestMemoryMmap, backend: B, engine: IoEngine) -> Self {
+        let options = BlockOptions {
+            engine,
+            ..BlockOptions::default()
+        };
+        Self::with(mem, backend, options, ALL_FEATURES)
+    }
+
     /// An active device with `options`, the driver acking `features` of
     /// those offered.
     pub(super) fn with(
@@ -112,11 +122,31 @@ impl<'m, B: BlockBackend> Rig<'m, B> {
         let before = self.q.used().len();
         self.q.add_chains(descs, 0);
         self.block.process_queue(0).unwrap();
+        self.settle(before + 1);
         let used = self.q.used();
         assert_eq!(used.len(), before + 1, "exactly one chain comes back");
         assert_eq!(used[before].0, 0, "the chain's head comes back");
         let status = self.mem.read_obj(GuestAddress(STATUS)).unwrap();
         (used[before].1, status)
+    }
+
+    /// Wait (up to 5 s) for io_uring completions until the used ring holds
+    /// `want` entries; nothing to do with synchronous I/O.
+    pub(super) fn settle(&mut self, want: usize) {
+        let Some(fd) = self.block.completion_fd() else {
+            return;
+        };
+        while self.q.used().len() < want {
+            let mut pfd = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one pollfd, alive for the call.
+            let n = unsafe { libc::poll(&mut pfd, 1, 5000) };
+            assert!(n > 0, "io_uring completions within 5 s");
+            self.block.process_completions().unwrap();
+        }
     }
 
     /// A well-framed request: header, `data` descriptors (addr, len,
@@ -232,6 +262,10 @@ impl BlockBackend for Fake {
         self.record(Op::WriteZeroes(offset, len, unmap))
     }
 }
+
+/// Both engines, for tests on a real file (io_uring falls back to
+/// synchronous I/O where the kernel refuses it).
+pub(super) const ENGINES: [IoEngine; 2] = [IoEngine::Sync, IoEngine::Auto];
 
 /// Feature bit `b` as a mask.
 pub(super) fn bit(b: u32) -> u64 {

@@ -169,9 +169,15 @@ fn bad_serials_and_geometries_are_refused() {
 
 #[test]
 fn a_write_then_a_read_round_trip_through_the_file() {
+    for engine in ENGINES {
+        a_write_then_a_read_round_trip_through_the_file_on(engine);
+    }
+}
+
+fn a_write_then_a_read_round_trip_through_the_file_on(engine: IoEngine) {
     let mem = guest_memory();
     let (tmp, backend) = disk(DISK_LEN, 0, Access::ReadWrite);
-    let mut rig = Rig::new(&mem, backend);
+    let mut rig = Rig::on(&mem, backend, engine);
     let data: Vec<u8> = (0..1536u32).map(|i| (i * 7) as u8).collect();
     rig.put(DATA, &data[..512]);
     rig.put(DATA + 0x4000, &data[512..]);
@@ -192,9 +198,15 @@ fn a_write_then_a_read_round_trip_through_the_file() {
 
 #[test]
 fn the_last_sector_can_be_read_and_written() {
+    for engine in ENGINES {
+        the_last_sector_can_be_read_and_written_on(engine);
+    }
+}
+
+fn the_last_sector_can_be_read_and_written_on(engine: IoEngine) {
     let mem = guest_memory();
     let (tmp, backend) = disk(DISK_LEN, 0, Access::ReadWrite);
-    let mut rig = Rig::new(&mem, backend);
+    let mut rig = Rig::on(&mem, backend, engine);
     rig.put(DATA, &[0x77; 512]);
     assert_eq!(
         rig.request(VIRTIO_BLK_T_OUT, 127, &[(DATA, 512, 0)]),
@@ -207,9 +219,15 @@ fn the_last_sector_can_be_read_and_written() {
 
 #[test]
 fn a_request_through_an_indirect_table_works() {
+    for engine in ENGINES {
+        a_request_through_an_indirect_table_works_on(engine);
+    }
+}
+
+fn a_request_through_an_indirect_table_works_on(engine: IoEngine) {
     let mem = guest_memory();
     let (tmp, backend) = disk(DISK_LEN, 0x33, Access::ReadWrite);
-    let mut rig = Rig::new(&mem, backend);
+    let mut rig = Rig::on(&mem, backend, engine);
     let table = DATA + 0x10_0000;
     let header = rig.header(VIRTIO_BLK_T_IN, 1);
     let entries = [
@@ -226,12 +244,18 @@ fn a_request_through_an_indirect_table_works() {
 
 #[test]
 fn flush_reaches_the_backend() {
+    for engine in ENGINES {
+        flush_reaches_the_backend_on(engine);
+    }
+}
+
+fn flush_reaches_the_backend_on(engine: IoEngine) {
     let mem = guest_memory();
     let mut rig = Rig::new(&mem, Fake::new(Access::ReadWrite));
     assert_eq!(rig.request(VIRTIO_BLK_T_FLUSH, 0, &[]), (1, OK));
     assert_eq!(rig.block.backend().calls, vec![Op::Flush]);
     let (_tmp, backend) = disk(DISK_LEN, 0, Access::ReadWrite);
-    let mut rig = Rig::new(&mem, backend);
+    let mut rig = Rig::on(&mem, backend, engine);
     assert_eq!(rig.request(VIRTIO_BLK_T_FLUSH, 0, &[]), (1, OK));
 }
 

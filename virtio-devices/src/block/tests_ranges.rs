@@ -12,6 +12,12 @@ use crate::testing::{guest_memory, WRITE};
 
 #[test]
 fn a_write_to_a_read_only_disk_is_an_ioerr_and_changes_nothing() {
+    for engine in ENGINES {
+        a_write_to_a_read_only_disk_is_an_ioerr_and_changes_nothing_on(engine);
+    }
+}
+
+fn a_write_to_a_read_only_disk_is_an_ioerr_and_changes_nothing_on(engine: IoEngine) {
     let mem = guest_memory();
     let mut rig = Rig::new(&mem, Fake::new(Access::ReadOnly));
     rig.put(DATA, &[0x11; 512]);
@@ -22,7 +28,7 @@ fn a_write_to_a_read_only_disk_is_an_ioerr_and_changes_nothing() {
     assert!(rig.block.backend().calls.is_empty(), "backend untouched");
 
     let (tmp, backend) = disk(DISK_LEN, 0x42, Access::ReadOnly);
-    let mut rig = Rig::new(&mem, backend);
+    let mut rig = Rig::on(&mem, backend, engine);
     assert_eq!(
         rig.request(VIRTIO_BLK_T_OUT, 0, &[(DATA, 512, 0)]),
         (1, IOERR)
@@ -41,9 +47,15 @@ fn a_write_to_a_read_only_disk_is_an_ioerr_and_changes_nothing() {
 
 #[test]
 fn requests_past_the_end_are_ioerrs_and_write_nothing() {
+    for engine in ENGINES {
+        requests_past_the_end_are_ioerrs_and_write_nothing_on(engine);
+    }
+}
+
+fn requests_past_the_end_are_ioerrs_and_write_nothing_on(engine: IoEngine) {
     let mem = guest_memory();
     let (tmp, backend) = disk(DISK_LEN, 0, Access::ReadWrite);
-    let mut rig = Rig::new(&mem, backend);
+    let mut rig = Rig::on(&mem, backend, engine);
     rig.put(DATA, &[0x99; 1024]);
     for sector in [127, 128, 1 << 40, u64::MAX / 512, u64::MAX - 1, u64::MAX] {
         let (_, status) = rig.request(VIRTIO_BLK_T_OUT, sector, &[(DATA, 1024, 0)]);
@@ -94,9 +106,15 @@ fn backend_failures_are_ioerrs_counted_and_the_device_goes_on() {
 
 #[test]
 fn discard_and_write_zeroes_read_back_as_zeros() {
+    for engine in ENGINES {
+        discard_and_write_zeroes_read_back_as_zeros_on(engine);
+    }
+}
+
+fn discard_and_write_zeroes_read_back_as_zeros_on(engine: IoEngine) {
     let mem = guest_memory();
     let (tmp, backend) = disk(DISK_LEN, 0xab, Access::ReadWrite);
-    let mut rig = Rig::new(&mem, backend);
+    let mut rig = Rig::on(&mem, backend, engine);
     let list = DATA + 0x2000;
     let unmap = VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP;
     let len = rig.ranges(list, &[(8, 8, 0), (32, 16, unmap), (100, 0, 0)]);

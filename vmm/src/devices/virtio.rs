@@ -10,8 +10,10 @@ use std::sync::{Arc, Mutex};
 
 use guest_boot::layout::VirtioMmioSlot;
 use kvm_ioctls::{IoEventAddress, VmFd};
+use virtio_devices::block::BlockBackend;
 use virtio_devices::{
-    Console, IrqfdInterrupt, MmioTransport, Net, NetBackend, VirtioDevice, QUEUE_NOTIFY_OFFSET,
+    Block, Console, IrqfdInterrupt, MmioTransport, Net, NetBackend, VirtioDevice,
+    QUEUE_NOTIFY_OFFSET,
 };
 
 use super::serial::SerialDevice;
@@ -111,6 +113,25 @@ pub fn tap_source<B: NetBackend + 'static>(
             }
         }),
     }
+}
+
+/// The event source for a virtio-blk device's io_uring completions (none
+/// when the device runs synchronous I/O): the device returns finished
+/// requests through the used ring on the event-loop thread.
+pub fn completion_source<B: BlockBackend + 'static>(
+    transport: Arc<Mutex<MmioTransport<Block<B>>>>,
+    slot: VirtioMmioSlot,
+) -> Option<EventSource> {
+    let fd = lock(&transport).device().completion_fd()?;
+    Some(EventSource {
+        fd,
+        edge_triggered: false,
+        on_ready: Box::new(move || {
+            if let Err(e) = lock(&transport).device_mut().process_completions() {
+                log::error!("virtio-blk at {:#x}: {e}", slot.addr);
+            }
+        }),
+    })
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
