@@ -1,7 +1,8 @@
 //! `flint bench`: boot a guest many times and print whole-process wall time,
 //! boot-report phases and peak RSS, side by side with peers run alternately
 //! in the same session (QEMU `-M microvm`, the raw-KVM floor program), plus a
-//! guest-vs-native CPU figure from the probe's compute workload.
+//! guest-vs-native CPU figure from the probe's compute workload, console
+//! throughput and guest-vs-native virtio-blk throughput.
 //!
 //! Figures are printed, never asserted: this is a benchmark, not a test.
 
@@ -46,6 +47,10 @@ pub struct BenchArgs {
     /// the console throughput figure; 0 skips it.
     #[arg(long, value_name = "KiB", default_value_t = 1024)]
     pub console_kib: u64,
+    /// MiB of the temporary disk for the virtio-blk throughput figure
+    /// (guest vs native pwrite/pread on the same file); 0 skips it.
+    #[arg(long, value_name = "MiB", default_value_t = 64)]
+    pub blk_mib: u64,
 }
 
 /// One kind of process the benchmark launches.
@@ -116,6 +121,9 @@ fn bench(args: &BenchArgs) -> Result<(), String> {
     }
     if args.console_kib > 0 {
         console_figure(args.console_kib);
+    }
+    if args.blk_mib > 0 {
+        blk_figure(args.blk_mib, &dir);
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
@@ -449,6 +457,149 @@ fn console_figure(kib: u64) {
         u / 1e6,
         v / u
     );
+}
+
+/// Request sizes of the block figure (as the probe's `probe.blk-bench`).
+const BLK_SIZES: [usize; 3] = [8 << 10, 16 << 10, 1 << 20];
+
+/// Write then read rates (bytes per second) for one request size.
+#[derive(Clone, Copy)]
+struct Rates {
+    write: f64,
+    read: f64,
+}
+
+/// The disk written and read back sequentially, one request at a time, by
+/// the probe through flint's virtio-blk (`probe.blk-bench=1`) and natively
+/// by this process with pwrite + fdatasync and pread on the same file
+/// (page cache used both ways, as flint's default cache=writeback).
+fn blk_figure(mib: u64, dir: &Path) {
+    let disk = dir.join("blk-bench.img");
+    let result = blk_rates(mib, &disk);
+    let _ = std::fs::remove_file(&disk);
+    let (guest, native) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            println!(
+                "
+virtio-blk: skipped ({e})"
+            );
+            return;
+        }
+    };
+    println!(
+        "
+virtio-blk: {mib} MiB disk written (then FLUSH / fdatasync) and read back sequentially,"
+    );
+    println!("queue depth 1; guest = probe through flint (kvmclock), native = pwrite/pread here:");
+    println!(
+        "  {:>8} {:>13} {:>10} {:>6} {:>13} {:>10} {:>6}",
+        "size", "guest wr MB/s", "native wr", "%", "guest rd MB/s", "native rd", "%"
+    );
+    for (size, g, n) in BLK_SIZES
+        .iter()
+        .zip(&guest)
+        .zip(&native)
+        .map(|((s, g), n)| (s, g, n))
+    {
+        let size = if *size >= 1 << 20 {
+            format!("{} MiB", size >> 20)
+        } else {
+            format!("{} KiB", size >> 10)
+        };
+        let (gw, gr) = g.map_or((f64::NAN, f64::NAN), |g| (g.write, g.read));
+        println!(
+            "  {:>8} {:>13.1} {:>10.1} {:>6.1} {:>13.1} {:>10.1} {:>6.1}",
+            size,
+            gw / 1e6,
+            n.write / 1e6,
+            100.0 * gw / n.write,
+            gr / 1e6,
+            n.read / 1e6,
+            100.0 * gr / n.read
+        );
+    }
+}
+
+type BlkRates = ([Option<Rates>; 3], [Rates; 3]);
+
+fn blk_rates(mib: u64, disk: &Path) -> Result<BlkRates, String> {
+    use std::os::unix::fs::FileExt as _;
+    let err = |e: std::io::Error| format!("{}: {e}", disk.display());
+    let bytes = mib << 20;
+    // Allocated, not sparse: both sides overwrite existing blocks.
+    {
+        let f = std::fs::File::create(disk).map_err(err)?;
+        let zeros = vec![0u8; 1 << 20];
+        for i in 0..mib {
+            f.write_all_at(&zeros, i << 20).map_err(err)?;
+        }
+        f.sync_all().map_err(err)?;
+    }
+    let me = std::env::current_exe().map_err(|e| format!("cannot find flint's own binary: {e}"))?;
+    let out = Command::new(&me)
+        .arg("run")
+        .arg("--timeout")
+        .arg("600")
+        .arg("--disk")
+        .arg(format!("path={}", disk.display()))
+        .args(["--cmdline", "probe.virtio=1 probe.blk-bench=1"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .map_err(|e| format!("flint run: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut guest = [None; 3];
+    for line in text.lines().filter(|l| l.starts_with("probe: blk-bench ")) {
+        let num = |k: &str| -> Option<f64> { field(line, k)?.parse().ok() };
+        let (Some(size), Some(wb), Some(wns), Some(rb), Some(rns)) = (
+            num("size="),
+            num("write-bytes="),
+            num("write-ns="),
+            num("read-bytes="),
+            num("read-ns="),
+        ) else {
+            continue;
+        };
+        if let Some(i) = BLK_SIZES.iter().position(|&s| s as f64 == size) {
+            if wns > 0.0 && rns > 0.0 {
+                guest[i] = Some(Rates {
+                    write: wb * 1e9 / wns,
+                    read: rb * 1e9 / rns,
+                });
+            }
+        }
+    }
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(disk)
+        .map_err(err)?;
+    let mut buf: Vec<u8> = (0..1usize << 20).map(|i| i as u8).collect();
+    let mut native = [Rates {
+        write: 0.0,
+        read: 0.0,
+    }; 3];
+    for (r, &size) in native.iter_mut().zip(&BLK_SIZES) {
+        let start = Instant::now();
+        let mut off = 0;
+        while off < bytes {
+            let n = (bytes - off).min(size as u64) as usize;
+            f.write_all_at(&buf[..n], off).map_err(err)?;
+            off += n as u64;
+        }
+        f.sync_data().map_err(err)?;
+        r.write = bytes as f64 / start.elapsed().as_secs_f64();
+        let start = Instant::now();
+        let mut off = 0;
+        while off < bytes {
+            let n = (bytes - off).min(size as u64) as usize;
+            f.read_exact_at(&mut buf[..n], off).map_err(err)?;
+            off += n as u64;
+        }
+        r.read = bytes as f64 / start.elapsed().as_secs_f64();
+    }
+    Ok((guest, native))
 }
 
 /// Bytes per second from a `bytes=<n> ns=<t>` line.
