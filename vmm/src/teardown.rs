@@ -53,10 +53,8 @@ fn start_reaper() {
     }
     // SAFETY: getpid has no memory effects.
     let parent = unsafe { libc::getpid() } as usize;
-    // SAFETY: `stack` is REAPER_STACK bytes owned by nobody else, the top is
-    // 16-byte aligned, and `reaper` only makes raw system calls (it shares
-    // this process's memory and must not touch its heap or locks). If clone
-    // fails, flint simply exits and pays the teardown itself.
+    // SAFETY: `stack` is ours, 16-byte-aligned at the top; `reaper` makes only raw
+    // system calls (it shares our memory). If clone fails, flint pays the teardown.
     unsafe {
         let top = stack.cast::<u8>().add(REAPER_STACK).cast::<libc::c_void>();
         libc::clone(

@@ -95,8 +95,8 @@ pub fn run(boot_tsc: u64, user_tsc: u64, clock: Option<&Clock>) {
 
 /// Executes a faulting instruction of `kind`; returns only if it did not fault.
 pub fn fault(kind: &[u8]) {
-    // SAFETY (all blocks): each instruction traps to the IDT, whose handler
-    // reports the fault and exits; none touches memory the probe relies on.
+    // SAFETY: each instruction traps to the IDT, whose handler reports the
+    // fault and exits; none touches memory the probe relies on.
     unsafe {
         match kind {
             b"ud2" => asm!("ud2", options(nostack)),

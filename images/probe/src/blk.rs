@@ -86,9 +86,8 @@ pub fn pattern_byte(o: u64) -> u8 {
 /// One request: `Some(status)`, or `None` on a timeout (already reported).
 fn request(dev: &Device, q: &mut Queue, op: u32, sector: u64, data: Option<Buf>) -> Option<u8> {
     let m = mem();
-    // SAFETY: no request is in flight, so the device does not touch the
-    // header or status now; the queue's release store orders these writes
-    // before the device can see the chain.
+    // SAFETY: no request is in flight, so the device is not using header or
+    // status; the queue's release store publishes these writes before the chain.
     let (header, status) = unsafe {
         let h = addr_of_mut!((*m).header) as *mut u8;
         write_volatile(h as *mut u32, op);

@@ -100,9 +100,8 @@ pub fn phys(addr: u64, len: u64) -> Option<&'static [u8]> {
     if addr == 0 || len > PHYS_LIMIT || addr > PHYS_LIMIT - len {
         return None;
     }
-    // SAFETY: the range lies inside the identity map, which is readable from
-    // user mode; the probe never writes memory it does not own, and guest
-    // memory handed to it (tables, initrd) is not changed while it runs.
+    // SAFETY: the range is inside the user-readable identity map, and memory
+    // handed to the probe (tables, initrd) does not change while it runs.
     Some(unsafe { core::slice::from_raw_parts(addr as *const u8, len as usize) })
 }
 

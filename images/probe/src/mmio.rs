@@ -28,10 +28,8 @@ pub fn read(addr: u64, size: u64) -> Option<Regs> {
         return None;
     }
     let reg = |offset: u64| {
-        // SAFETY: `addr + offset` (offset < 16, 4-aligned) lies in the MMIO
-        // hole, which the static page tables identity-map user-readable; a
-        // read of device registers has no effect on the probe's memory (the
-        // identification registers have no read side effects).
+        // SAFETY: `addr + offset` (< 16, 4-aligned) is in the user-readable MMIO
+        // hole; identification-register reads have no side effects on probe memory.
         unsafe { core::ptr::read_volatile((addr + offset) as *const u32) }
     };
     Some(Regs {

@@ -95,9 +95,8 @@ pub fn spin(count: u64) {
 /// `cpuid` executed in kernel mode: [eax, ebx, ecx, edx] for `leaf`/`subleaf`.
 pub fn cpuid_kernel(leaf: u32, subleaf: u32) -> [u32; 4] {
     let (eax, ebx, ecx, edx): (u64, u64, u64, u64);
-    // SAFETY: the kernel runs `cpuid` with eax = edi, ecx as given, and
-    // returns its four registers; rbx (which LLVM reserves) is saved and
-    // restored around the call here, in user mode.
+    // SAFETY: the kernel service runs `cpuid` (eax = edi, ecx as given) and
+    // returns its four registers; rbx, reserved by LLVM, is saved around it.
     unsafe {
         asm!("mov {save}, rbx",
             "int3",

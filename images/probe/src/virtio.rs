@@ -130,9 +130,8 @@ impl Transport {
     }
 
     fn read(&self, offset: u64) -> u32 {
-        // SAFETY: `base + offset` (offset < 0x100, 4-aligned) lies in the MMIO
-        // hole (checked in `new`), identity-mapped user-accessible and
-        // uncached; a register load touches no probe memory.
+        // SAFETY: `base + offset` (< 0x100, 4-aligned) is in the MMIO hole (checked
+        // in `new`), mapped user-accessible and uncached; loads touch no probe memory.
         unsafe { read_volatile((self.base + offset) as *const u32) }
     }
 
@@ -374,9 +373,8 @@ impl Queue {
         // Largest power of two <= min(max, QUEUE_SIZE).
         let want = max.min(u32::from(QUEUE_SIZE));
         let size = 1u16 << (31 - want.leading_zeros());
-        // SAFETY: slot < 2; queues are set up one device at a time and the
-        // previous user of this slot has been reset (or failed before
-        // DRIVER_OK), so no device accesses it now.
+        // SAFETY: slot < 2, devices are set up one at a time and the slot's previous
+        // user was reset (or failed before DRIVER_OK), so no device accesses it now.
         let mem = unsafe { addr_of_mut!(QUEUE_MEM[slot]) };
         // SAFETY: `mem` is valid; nothing else references it.
         unsafe { mem.write_bytes(0, 1) };
@@ -451,9 +449,8 @@ impl Queue {
         self.num_free -= bufs.len() as u16;
         let slot = usize::from(self.next_avail % self.size);
         self.next_avail = self.next_avail.wrapping_add(1);
-        // SAFETY: the avail ring is ours to write; `idx` is read by the
-        // device concurrently, hence the atomic release store, which orders
-        // the descriptor and ring writes above before it (virtio_wmb).
+        // SAFETY: the avail ring is ours; the atomic release store of `idx` orders
+        // the descriptor and ring writes above before the device can see them.
         unsafe {
             write_volatile(addr_of_mut!((*self.mem).avail.ring[slot]), head);
             let idx = &*(addr_of!((*self.mem).avail.idx) as *const AtomicU16);

@@ -351,10 +351,8 @@ impl ReadVolatile for FileAt<'_> {
     ) -> Result<usize, VolatileMemoryError> {
         let position = self.position()?;
         let guard = buf.ptr_guard_mut();
-        // SAFETY: the descriptor is open for as long as `self.file` is
-        // borrowed; `guard` points to `buf.len()` bytes of mapped guest
-        // memory (VolatileSlice's invariant, held by vm-memory), and pread
-        // writes at most that many.
+        // SAFETY: `guard` points to `buf.len()` bytes of mapped guest memory (vm-memory's
+        // VolatileSlice invariant), pread writes at most that; the fd is open (borrowed).
         let n = unsafe {
             libc::pread64(
                 self.file.as_raw_fd(),
@@ -378,9 +376,8 @@ impl WriteVolatile for FileAt<'_> {
     ) -> Result<usize, VolatileMemoryError> {
         let position = self.position()?;
         let guard = buf.ptr_guard();
-        // SAFETY: the descriptor is open for as long as `self.file` is
-        // borrowed; `guard` points to `buf.len()` readable bytes of mapped
-        // guest memory (VolatileSlice's invariant, held by vm-memory).
+        // SAFETY: `guard` points to `buf.len()` readable bytes of mapped guest memory
+        // (vm-memory's VolatileSlice invariant); the fd is open (borrowed).
         let n = unsafe {
             libc::pwrite64(
                 self.file.as_raw_fd(),
@@ -403,9 +400,8 @@ fn into_io(e: VolatileMemoryError) -> io::Error {
 /// A block device's size in bytes.
 fn device_size(file: &File) -> io::Result<u64> {
     let mut size: u64 = 0;
-    // SAFETY: BLKGETSIZE64 writes one u64 through the pointer, which points
-    // to `size`, alive and writable for the call; the descriptor is open
-    // for the borrow of `file`.
+    // SAFETY: BLKGETSIZE64 writes one u64 to `size`, alive and writable for the
+    // call; the fd is open for the borrow of `file`.
     let r = unsafe { libc::ioctl(file.as_raw_fd(), BLKGETSIZE64, &mut size as *mut u64) };
     if r < 0 {
         return Err(io::Error::last_os_error());
@@ -416,9 +412,8 @@ fn device_size(file: &File) -> io::Result<u64> {
 /// BLKDISCARD or BLKZEROOUT over `len` bytes at `offset`.
 fn ioctl_range(file: &File, request: libc::Ioctl, offset: u64, len: u64) -> io::Result<()> {
     let range: [u64; 2] = [offset, len];
-    // SAFETY: both requests read two u64s (start, length) through the
-    // pointer, which points to `range`, alive for the call; the descriptor
-    // is open for the borrow of `file`.
+    // SAFETY: both requests read two u64s (start, length) from `range`, alive
+    // for the call; the fd is open for the borrow of `file`.
     let r = unsafe { libc::ioctl(file.as_raw_fd(), request, range.as_ptr()) };
     if r < 0 {
         return Err(io::Error::last_os_error());

@@ -41,9 +41,8 @@ pub(super) enum Op {
 #[repr(transparent)]
 struct IoVec(libc::iovec);
 
-// SAFETY: the pointer in the iovec is an address inside guest memory that
-// flint never dereferences through this value; it is only handed to the
-// kernel. Moving it to another thread changes nothing about its validity.
+// SAFETY: the pointer is a guest-memory address flint never dereferences
+// through this value, only hands to the kernel; moving it between threads is sound.
 unsafe impl Send for IoVec {}
 
 /// An in-flight request.
@@ -208,17 +207,12 @@ impl UringEngine {
         }
         .user_data(u64::from(index));
         for _ in 0..2 {
-            // SAFETY: the SQE points to slot `index`'s iovec array (IoVec is
-            // a transparent-layout wrapper of libc::iovec, one field), which
-            // is neither changed nor freed until the CQE carrying `index` is
-            // reaped (the slot is off the free list until then, and the
-            // engine drains in-flight requests before it is dropped). The
-            // iovecs point into guest memory, checked against the memory
-            // map when the chain was parsed; flint keeps guest memory mapped
-            // for as long as any device (and so this engine) lives, so the
-            // kernel's reads and writes land in mapped guest pages. The fd
-            // belongs to the backend, which outlives the engine's requests
-            // for the same reason.
+            // Slot `index` (IoVec is a transparent wrapper of libc::iovec) is off
+            // the free list until its CQE is reaped, and the engine drains
+            // in-flight requests before it is dropped; flint keeps guest memory
+            // mapped, and the backend (owner of the fd) alive, while devices live.
+            // SAFETY: the iovecs (slot `index`, guest memory checked at parse, mapped while
+            // the VM lives) and the backend's fd stay valid until this SQE's CQE is reaped.
             if unsafe { self.ring.submission().push(&entry) }.is_ok() {
                 return Ok(());
             }

@@ -211,11 +211,8 @@ impl NetBackend for Tap {
             count += 1;
         }
         let written = retry(|| {
-            // SAFETY: the first `count` iovecs point into guest memory
-            // that stays mapped while `guards` (which holds a guard for
-            // each) and the borrow of `frame` live, both past this call;
-            // writev only reads them. The descriptor is open for the
-            // borrow of `self.file`. `count` <= MAX_IOVECS fits a c_int.
+            // SAFETY: the first `count` (<= MAX_IOVECS) iovecs point into guest memory kept
+            // mapped by `guards` and the borrow of `frame`; writev only reads them.
             let n = unsafe {
                 libc::writev(self.file.as_raw_fd(), iovecs.as_ptr(), count as libc::c_int)
             };
@@ -268,10 +265,8 @@ fn set_iff(file: &File, name: &str) -> io::Result<String> {
         _pad: [0; 22],
     };
     req.name[..name.len()].copy_from_slice(name.as_bytes());
-    // SAFETY: TUNSETIFF reads and writes one `struct ifreq` through the
-    // pointer; `req` has its size, with the name and flags where ifreq
-    // has them, and is alive and writable for the call. The descriptor is
-    // open for the borrow of `file`.
+    // SAFETY: TUNSETIFF reads and writes one `struct ifreq`; `req` has its layout
+    // and is alive and writable for the call; the fd is open (borrowed).
     let r = unsafe { libc::ioctl(file.as_raw_fd(), libc::TUNSETIFF, &mut req as *mut IfReq) };
     if r < 0 {
         return Err(io::Error::last_os_error());
@@ -284,9 +279,8 @@ fn set_iff(file: &File, name: &str) -> io::Result<String> {
 fn set_vnet_header_size(file: &File) -> io::Result<()> {
     // HEADER_LEN is 12.
     let size = HEADER_LEN as libc::c_int;
-    // SAFETY: TUNSETVNETHDRSZ reads one int through the pointer, which
-    // points to `size`, alive for the call. The descriptor is open for the
-    // borrow of `file`.
+    // SAFETY: TUNSETVNETHDRSZ reads one int from `size`, alive for the call;
+    // the fd is open for the borrow of `file`.
     let r = unsafe { libc::ioctl(file.as_raw_fd(), libc::TUNSETVNETHDRSZ, &size) };
     if r < 0 {
         return Err(io::Error::last_os_error());

@@ -28,9 +28,8 @@ pub struct CoalescedRing {
     entries: u32,
 }
 
-// SAFETY: the ring is a shared-memory page whose consumer index only flint
-// advances; callers serialize draining with a Mutex, and the mapping stays
-// valid for the life of the value.
+// SAFETY: only flint advances the ring's consumer index, callers serialize
+// draining with a Mutex, and the mapping lives as long as the value.
 unsafe impl Send for CoalescedRing {}
 
 impl CoalescedRing {
