@@ -222,6 +222,54 @@ pub(crate) fn signal_used(
     Ok(())
 }
 
+/// [`signal_used`] when `used` (something was added to the used ring).
+pub(crate) fn signal_if_used(
+    used: bool,
+    queue: &mut Queue,
+    mem: &GuestMemoryMmap,
+    interrupt: &dyn VirtioInterrupt,
+    index: u16,
+) -> Result<(), ServeError> {
+    if used {
+        signal_used(queue, mem, interrupt, index)
+    } else {
+        Ok(())
+    }
+}
+
+impl ServeError {
+    /// A queue outcome as the vmm sees it: host errors propagate, a guest
+    /// fault that broke the queue goes to `needs_reset`.
+    pub(crate) fn settle(
+        result: Result<(), ServeError>,
+        needs_reset: impl FnOnce(QueueFault) -> Result<(), DeviceError>,
+    ) -> Result<(), DeviceError> {
+        match result {
+            Ok(()) => Ok(()),
+            Err(ServeError::Host(e)) => Err(e),
+            Err(ServeError::Guest(fault)) => needs_reset(fault),
+        }
+    }
+}
+
+/// Report a guest fault that broke `device`'s queue and raise the config
+/// interrupt (when the device is active), so the driver reads
+/// DEVICE_NEEDS_RESET; the caller marks the device broken.
+pub(crate) fn report_needs_reset(
+    faults: &mut FaultLog,
+    device: &str,
+    fault: QueueFault,
+    interrupt: Option<&dyn VirtioInterrupt>,
+) -> Result<(), DeviceError> {
+    faults.report(device, &format_args!("{fault}; device needs reset"));
+    match interrupt {
+        Some(interrupt) => interrupt
+            .trigger(InterruptType::Config)
+            .map_err(DeviceError::Interrupt),
+        None => Ok(()),
+    }
+}
+
 /// Counts guest faults and logs them at warn level for the first few and
 /// then at powers of two, debug otherwise, so a misbehaving guest cannot
 /// flood the log.

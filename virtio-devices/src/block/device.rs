@@ -29,8 +29,10 @@ use crate::device::{
     read_config_bytes, ActivateError, DeviceError, VirtioDevice, DEVICE_TYPE_BLOCK,
     FEATURE_EVENT_IDX, FEATURE_INDIRECT_DESC, FEATURE_VERSION_1,
 };
-use crate::interrupt::{InterruptType, VirtioInterrupt};
-use crate::virtqueue::{serve_queue, signal_used, FaultLog, QueueFault, ServeError};
+use crate::interrupt::VirtioInterrupt;
+use crate::virtqueue::{
+    report_needs_reset, serve_queue, signal_if_used, signal_used, FaultLog, QueueFault, ServeError,
+};
 
 /// The request queue's index.
 const REQUEST_QUEUE: u16 = 0;
@@ -352,35 +354,22 @@ impl<B: BlockBackend> Block<B> {
         if let Some(engine) = self.engine.as_mut() {
             engine.submit();
         }
-        let result = served
-            .map_err(ServeError::from)
-            .and_then(|used| match used {
-                true => signal_used(
-                    &mut active.queue,
-                    &active.mem,
-                    &*active.interrupt,
-                    REQUEST_QUEUE,
-                ),
-                false => Ok(()),
-            });
-        match result {
-            Ok(()) => Ok(()),
-            Err(ServeError::Host(e)) => Err(e),
-            Err(ServeError::Guest(fault)) => self.fail(fault),
-        }
+        let result = served.map_err(ServeError::from).and_then(|used| {
+            signal_if_used(
+                used,
+                &mut active.queue,
+                &active.mem,
+                &*active.interrupt,
+                REQUEST_QUEUE,
+            )
+        });
+        ServeError::settle(result, |fault| self.fail(fault))
     }
 
     fn fail(&mut self, fault: QueueFault) -> Result<(), DeviceError> {
-        self.faults
-            .report("virtio-blk", &format_args!("{fault}; device needs reset"));
         self.broken = true;
-        match &self.active {
-            Some(active) => active
-                .interrupt
-                .trigger(InterruptType::Config)
-                .map_err(DeviceError::Interrupt),
-            None => Ok(()),
-        }
+        let interrupt = self.active.as_ref().map(|a| &*a.interrupt);
+        report_needs_reset(&mut self.faults, "virtio-blk", fault, interrupt)
     }
 }
 

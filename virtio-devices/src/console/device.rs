@@ -19,8 +19,10 @@ use crate::device::{
     read_config_bytes, ActivateError, DeviceError, VirtioDevice, DEVICE_TYPE_CONSOLE,
     FEATURE_EVENT_IDX, FEATURE_INDIRECT_DESC, FEATURE_VERSION_1,
 };
-use crate::interrupt::{InterruptType, VirtioInterrupt};
-use crate::virtqueue::{serve_queue, signal_used, FaultLog, QueueFault, ServeError};
+use crate::interrupt::VirtioInterrupt;
+use crate::virtqueue::{
+    report_needs_reset, serve_queue, signal_if_used, FaultLog, QueueFault, ServeError,
+};
 
 /// The configuration space (§5.3.4): cols, rows, max_nr_ports, emerg_wr.
 /// None of the features that give these meaning is offered: all zero.
@@ -90,11 +92,16 @@ impl<W: Write + Send> Console<W> {
         let mut handler = Receive::new(&mut self.input, &mut self.faults, size);
         let result = serve_queue(&mut active.rx, &active.mem, &mut handler)
             .map_err(ServeError::from)
-            .and_then(|used| match used {
-                true => signal_used(&mut active.rx, &active.mem, &*active.interrupt, RX_QUEUE),
-                false => Ok(()),
+            .and_then(|used| {
+                signal_if_used(
+                    used,
+                    &mut active.rx,
+                    &active.mem,
+                    &*active.interrupt,
+                    RX_QUEUE,
+                )
             });
-        self.settle(result)
+        ServeError::settle(result, |fault| self.fail(fault))
     }
 
     fn transmit(&mut self) -> Result<(), DeviceError> {
@@ -108,39 +115,23 @@ impl<W: Write + Send> Console<W> {
         let mut handler = Transmit::new(&mut self.sink, &mut self.scratch, &mut self.faults, size);
         let served = serve_queue(&mut active.tx, &active.mem, &mut handler);
         let sink_error = handler.finish();
-        let result = served
-            .map_err(ServeError::from)
-            .and_then(|used| match used {
-                true => signal_used(&mut active.tx, &active.mem, &*active.interrupt, TX_QUEUE),
-                false => Ok(()),
-            });
-        self.settle(result)?;
+        let result = served.map_err(ServeError::from).and_then(|used| {
+            signal_if_used(
+                used,
+                &mut active.tx,
+                &active.mem,
+                &*active.interrupt,
+                TX_QUEUE,
+            )
+        });
+        ServeError::settle(result, |fault| self.fail(fault))?;
         sink_error.map_or(Ok(()), |e| Err(DeviceError::Backend(e)))
     }
 
-    /// Turn a queue outcome into the vmm's: host errors propagate, guest
-    /// faults that broke a queue set DEVICE_NEEDS_RESET.
-    fn settle(&mut self, result: Result<(), ServeError>) -> Result<(), DeviceError> {
-        match result {
-            Ok(()) => Ok(()),
-            Err(ServeError::Host(e)) => Err(e),
-            Err(ServeError::Guest(fault)) => self.fail(fault),
-        }
-    }
-
     fn fail(&mut self, fault: QueueFault) -> Result<(), DeviceError> {
-        self.faults.report(
-            "virtio-console",
-            &format_args!("{fault}; device needs reset"),
-        );
         self.broken = true;
-        match &self.active {
-            Some(active) => active
-                .interrupt
-                .trigger(InterruptType::Config)
-                .map_err(DeviceError::Interrupt),
-            None => Ok(()),
-        }
+        let interrupt = self.active.as_ref().map(|a| &*a.interrupt);
+        report_needs_reset(&mut self.faults, "virtio-console", fault, interrupt)
     }
 }
 

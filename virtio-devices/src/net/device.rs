@@ -31,7 +31,9 @@ use crate::device::{
     FEATURE_EVENT_IDX, FEATURE_INDIRECT_DESC, FEATURE_VERSION_1,
 };
 use crate::interrupt::{InterruptType, VirtioInterrupt};
-use crate::virtqueue::{serve_queue, signal_used, FaultLog, QueueFault, ServeError};
+use crate::virtqueue::{
+    report_needs_reset, serve_queue, signal_if_used, FaultLog, QueueFault, ServeError,
+};
 
 // Configuration space offsets (§5.1.4, struct virtio_net_config).
 pub(super) const CONFIG_MAC: usize = 0;
@@ -243,28 +245,22 @@ impl<B: NetBackend> Net<B> {
         };
         let result = serve_queue(&mut active.tx, &active.mem, &mut handler)
             .map_err(ServeError::from)
-            .and_then(|used| match used {
-                true => signal_used(&mut active.tx, &active.mem, &*active.interrupt, TX_QUEUE),
-                false => Ok(()),
+            .and_then(|used| {
+                signal_if_used(
+                    used,
+                    &mut active.tx,
+                    &active.mem,
+                    &*active.interrupt,
+                    TX_QUEUE,
+                )
             });
-        match result {
-            Ok(()) => Ok(()),
-            Err(ServeError::Host(e)) => Err(e),
-            Err(ServeError::Guest(fault)) => self.fail(fault),
-        }
+        ServeError::settle(result, |fault| self.fail(fault))
     }
 
     fn fail(&mut self, fault: QueueFault) -> Result<(), DeviceError> {
-        self.faults
-            .report("virtio-net", &format_args!("{fault}; device needs reset"));
         self.broken = true;
-        match &self.active {
-            Some(active) => active
-                .interrupt
-                .trigger(InterruptType::Config)
-                .map_err(DeviceError::Interrupt),
-            None => Ok(()),
-        }
+        let interrupt = self.active.as_ref().map(|a| &*a.interrupt);
+        report_needs_reset(&mut self.faults, "virtio-net", fault, interrupt)
     }
 
     /// The offloads the acked features ask of the backend (each GUEST_TSO
