@@ -7,21 +7,6 @@ mod common;
 
 use common::*;
 
-/// `key=<number>` out of a probe line.
-fn field(line: &str, key: &str) -> u64 {
-    let pat = format!(" {key}=");
-    let at = line
-        .find(&pat)
-        .unwrap_or_else(|| panic!("{key} missing from {line:?}"))
-        + pat.len();
-    line[at..]
-        .split(' ')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap_or_else(|e| panic!("{key} in {line:?}: {e}"))
-}
-
 #[test]
 fn a_used_buffer_interrupt_reaches_the_guest_handler() {
     require_kvm();
@@ -35,9 +20,9 @@ fn a_used_buffer_interrupt_reaches_the_guest_handler() {
         line.starts_with(&format!("probe: irq vector=0x40 pin={pin} count=")),
         "{out}"
     );
-    assert!(field(line, "count") >= 1, "{out}");
+    assert!(probe_u64(line, "count") >= 1, "{out}");
     let stats = out.probe_line("irq sends=");
-    assert_eq!(field(stats, "sends"), 1, "{out}");
+    assert_eq!(probe_u64(stats, "sends"), 1, "{out}");
     assert!(
         stats.ends_with("apic-base=0xfee00900"),
         "xAPIC, enabled, BSP: {out}"
@@ -67,7 +52,7 @@ fn every_send_raises_one_interrupt_also_with_devices_from_the_command_line() {
         format!("probe: irq vector=0x40 pin={pin} count=8"),
         "{out}"
     );
-    assert_eq!(field(out.probe_line("irq sends="), "sends"), 8, "{out}");
+    assert_eq!(probe_u64(out.probe_line("irq sends="), "sends"), 8, "{out}");
 }
 
 #[test]

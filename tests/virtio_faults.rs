@@ -12,32 +12,17 @@ mod common;
 
 use common::*;
 
-/// `key=<number>` out of a probe line.
-fn field(line: &str, key: &str) -> u64 {
-    let pat = format!(" {key}=");
-    let at = line
-        .find(&pat)
-        .unwrap_or_else(|| panic!("{key} missing from {line:?}"))
-        + pat.len();
-    line[at..]
-        .split(' ')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap_or_else(|e| panic!("{key} in {line:?}: {e}"))
-}
-
 /// Checks one device's summary lines; returns its rounds.
 fn check_device(out: &Outcome, dev: usize) -> u64 {
     let summary = out.probe_line(&format!("virtio-faults dev={dev} rounds="));
-    let rounds = field(summary, "rounds");
-    let used = field(summary, "used");
-    let needs_reset = field(summary, "needs-reset");
+    let rounds = probe_u64(summary, "rounds");
+    let used = probe_u64(summary, "used");
+    let needs_reset = probe_u64(summary, "needs-reset");
     let detail = out.probe_line(&format!("virtio-faults dev={dev} chains="));
-    let chains = field(detail, "chains");
+    let chains = probe_u64(detail, "chains");
     assert!(rounds >= 1, "{summary}\n{out}");
     assert_eq!(
-        field(detail, "timeouts"),
+        probe_u64(detail, "timeouts"),
         0,
         "a bad chain never came back\n{out}"
     );
@@ -94,9 +79,9 @@ fn bad_chains_come_back_broken_rings_need_reset_and_the_disk_is_untouched() {
     let detail = out.probe_line("virtio-faults dev=1 chains=");
     // No bad request was answered OK, and every status byte written was
     // IOERR or UNSUPP.
-    assert_eq!(field(detail, "ok"), 0, "{detail}");
-    assert_eq!(field(detail, "other"), 0, "{detail}");
-    assert!(field(detail, "ioerr") > 0, "{detail}");
+    assert_eq!(probe_u64(detail, "ok"), 0, "{detail}");
+    assert_eq!(probe_u64(detail, "other"), 0, "{detail}");
+    assert!(probe_u64(detail, "ioerr") > 0, "{detail}");
     assert_eq!(
         out.probe_line("virtio-faults dev=1 after-reset"),
         "probe: virtio-faults dev=1 after-reset read status=0",
@@ -136,7 +121,7 @@ fn each_bad_chain_of_the_first_round_is_answered_as_the_spec_allows() {
     let disk_lines = out.probe_lines("virtio-faults dev=1 chain=");
     assert_eq!(disk_lines.len(), 23, "{out}");
     for line in disk_lines {
-        let status = field(line, "status");
+        let status = probe_u64(line, "status");
         assert!(!line.contains("used-len=none"), "{line}");
         match status {
             1 | 2 => {}
@@ -145,7 +130,7 @@ fn each_bad_chain_of_the_first_round_is_answered_as_the_spec_allows() {
         }
     }
     assert_eq!(
-        field(out.probe_line("virtio-faults dev=1 chain=20 "), "status"),
+        probe_u64(out.probe_line("virtio-faults dev=1 chain=20 "), "status"),
         2
     );
     assert!(

@@ -171,3 +171,18 @@ pub fn flint_run_typing_after(args: &[&str], ready: &str, input: &[u8]) -> Outco
         stderr,
     }
 }
+
+/// `key=<number>` out of a probe line.
+pub fn probe_u64(line: &str, key: &str) -> u64 {
+    let pat = format!(" {key}=");
+    let at = line
+        .find(&pat)
+        .unwrap_or_else(|| panic!("{key} missing from {line:?}"))
+        + pat.len();
+    line[at..]
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap_or_else(|e| panic!("{key} in {line:?}: {e}"))
+}
