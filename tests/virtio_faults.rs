@@ -47,7 +47,7 @@ fn bad_chains_come_back_broken_rings_need_reset_and_the_disk_is_untouched() {
         "probe.virtio=1 probe.virtio-faults=2 probe.exit=7",
     ]);
     // The guest's own status: flint survived and did not report an error
-    // (123 timeout / 124 crash / 125 host error).
+    // (123 crash / 124 timeout / 125 host error).
     assert_eq!(out.code, Some(7), "{out}");
     assert_eq!(out.probe_line("exit status="), "probe: exit status=7");
     assert!(!out.stdout.contains("probe: FAULT"), "{out}");
