@@ -3,30 +3,14 @@
 //! errors that name the path and say what to do.
 
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
+use virtio_devices::block::{BackendError, BackingKind};
+use virtio_devices::{Access as BlockAccess, BlockBackend, FileBackend};
+
 use crate::config::devices::{Access, CacheMode, DiskConfig};
-
-/// What backs a disk.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DiskKind {
-    /// A regular file on a host filesystem.
-    File,
-    /// A block device node (`/dev/sdb`, `/dev/loop0p1`).
-    BlockDevice,
-}
-
-/// A disk's backing, open and sized.
-#[derive(Debug)]
-pub struct HostDisk {
-    /// The open file or device.
-    pub file: File,
-    /// File or device.
-    pub kind: DiskKind,
-    /// Size in bytes.
-    pub size: u64,
-}
 
 /// Why a disk cannot be used; every message names the path.
 #[derive(Debug, thiserror::Error)]
@@ -60,19 +44,20 @@ pub enum DiskError {
         /// Its size.
         size: u64,
     },
-    /// The size could not be read.
-    #[error("--disk {path}: cannot read its size: {source}")]
-    Size {
+    /// The backend could not be set up over the open file.
+    #[error("--disk {path}: {source}")]
+    Backend {
         /// The path given.
         path: String,
         /// The cause.
         #[source]
-        source: std::io::Error,
+        source: BackendError,
     },
 }
 
-/// Open `cfg.path` for `cfg.access` (O_DIRECT with `cache=direct`).
-pub fn open_disk(cfg: &DiskConfig) -> Result<HostDisk, DiskError> {
+/// Open `cfg.path` for `cfg.access` (O_DIRECT with `cache=direct`) as a
+/// virtio-blk backend, refusing what the guest could not use.
+pub fn open_disk(cfg: &DiskConfig) -> Result<FileBackend, DiskError> {
     let path = cfg.path.display().to_string();
     let mut options = OpenOptions::new();
     options.read(true).write(cfg.access == Access::ReadWrite);
@@ -96,33 +81,31 @@ pub fn open_disk(cfg: &DiskConfig) -> Result<HostDisk, DiskError> {
                 source,
             },
         })?;
-    let meta = file.metadata().map_err(|source| DiskError::Open {
-        path: path.clone(),
-        source,
-    })?;
-    let (kind, size) = if meta.file_type().is_block_device() {
-        (
-            DiskKind::BlockDevice,
-            device_size(&file).map_err(|source| DiskError::Size {
-                path: path.clone(),
-                source,
-            })?,
-        )
-    } else if meta.is_file() {
-        (DiskKind::File, meta.len())
-    } else {
-        return Err(DiskError::NotADisk(path));
+    let access = match cfg.access {
+        Access::ReadWrite => BlockAccess::ReadWrite,
+        Access::ReadOnly => BlockAccess::ReadOnly,
     };
+    let backend = FileBackend::new(file, access).map_err(|source| match source {
+        BackendError::NotADisk => DiskError::NotADisk(path.clone()),
+        source => DiskError::Backend {
+            path: path.clone(),
+            source,
+        },
+    })?;
     // Linux lets a read-only block device be opened for writing and fails
     // the writes later: ask the device instead.
-    if kind == DiskKind::BlockDevice && cfg.access == Access::ReadWrite && device_read_only(&file) {
+    if backend.kind() == BackingKind::BlockDevice
+        && cfg.access == Access::ReadWrite
+        && device_read_only(backend.file())
+    {
         let source = std::io::Error::from_raw_os_error(libc::EROFS);
         return Err(DiskError::ReadOnlyOnHost { path, source });
     }
+    let size = backend.capacity();
     if size == 0 || size % 512 != 0 {
         return Err(DiskError::BadSize { path, size });
     }
-    Ok(HostDisk { file, kind, size })
+    Ok(backend)
 }
 
 fn readable(path: &Path) -> bool {
@@ -131,27 +114,12 @@ fn readable(path: &Path) -> bool {
 
 /// BLKROGET: whether a block device is read-only (an error counts as no).
 fn device_read_only(file: &File) -> bool {
-    use std::os::fd::AsRawFd;
     // _IO(0x12, 94)
     const BLKROGET: libc::c_ulong = 0x125e;
     let mut ro: libc::c_int = 0;
     // SAFETY: BLKROGET writes one int to the pointer, which is valid and writable.
     let r = unsafe { libc::ioctl(file.as_raw_fd(), BLKROGET, &mut ro) };
     r == 0 && ro != 0
-}
-
-/// BLKGETSIZE64: a block device's size in bytes.
-fn device_size(file: &File) -> std::io::Result<u64> {
-    use std::os::fd::AsRawFd;
-    // _IOR(0x12, 114, size_t)
-    const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;
-    let mut size: u64 = 0;
-    // SAFETY: BLKGETSIZE64 writes one u64 to the pointer, which is valid and writable.
-    let r = unsafe { libc::ioctl(file.as_raw_fd(), BLKGETSIZE64, &mut size) };
-    if r < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(size)
 }
 
 #[cfg(test)]
@@ -179,7 +147,7 @@ mod tests {
     fn a_regular_file_opens_with_its_size() {
         let path = scratch("ok", 1 << 20);
         let disk = open_disk(&cfg(&path, Access::ReadWrite)).unwrap();
-        assert_eq!((disk.kind, disk.size), (DiskKind::File, 1 << 20));
+        assert_eq!((disk.kind(), disk.capacity()), (BackingKind::File, 1 << 20));
         std::fs::remove_file(path).unwrap();
     }
 
@@ -210,7 +178,7 @@ mod tests {
         let disk = open_disk(&cfg(&path, Access::ReadOnly)).unwrap();
         use std::io::Write;
         assert!(
-            (&disk.file).write(b"x").is_err(),
+            disk.file().write(b"x").is_err(),
             "a read-only disk must be opened O_RDONLY"
         );
         std::fs::remove_file(path).unwrap();

@@ -9,13 +9,13 @@ use guest_boot::layout::{self, VirtioMmioSlot};
 use kvm_ioctls::VmFd;
 use virtio_devices::block::Serial;
 use virtio_devices::{
-    Access as BlockAccess, Block, BlockOptions, Console, FileBackend, IrqfdInterrupt, MacAddr,
-    MmioTransport, Net, NetOptions, Tap, VirtioDevice,
+    Block, BlockOptions, Console, FileBackend, IrqfdInterrupt, MacAddr, MmioTransport, Net,
+    NetOptions, Tap, VirtioDevice,
 };
 use vm_memory::GuestMemoryMmap;
 
 use crate::builder::BuildError;
-use crate::config::devices::{Access, ConsoleMode, DiskConfig, NetConfig};
+use crate::config::devices::{ConsoleMode, DiskConfig, NetConfig};
 use crate::config::RunConfig;
 use crate::devices::clock_probe::ClockProbe;
 use crate::devices::ioapic::Ioapic;
@@ -138,14 +138,10 @@ impl Assembly<'_> {
 
 /// A virtio-blk device over the backing `disk` names.
 fn block_device(disk: &DiskConfig) -> Result<Block<FileBackend>, BuildError> {
-    let path = disk.path.display().to_string();
-    let host = disks::open_disk(disk)?;
-    let access = match disk.access {
-        Access::ReadWrite => BlockAccess::ReadWrite,
-        Access::ReadOnly => BlockAccess::ReadOnly,
+    let backend = disks::open_disk(disk)?;
+    let named = |e: &dyn std::fmt::Display| {
+        BuildError::Virtio(format!("--disk {}: {e}", disk.path.display()))
     };
-    let named = |e: &dyn std::fmt::Display| BuildError::Virtio(format!("--disk {path}: {e}"));
-    let backend = FileBackend::new(host.file, access).map_err(|e| named(&e))?;
     let serial = Serial::new(disk.id.as_deref().unwrap_or("")).map_err(|e| named(&e))?;
     Block::new(
         backend,
