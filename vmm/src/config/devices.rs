@@ -5,6 +5,8 @@
 
 use std::path::PathBuf;
 
+use virtio_devices::MacAddr;
+
 /// Which consoles the guest gets.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ConsoleMode {
@@ -152,15 +154,7 @@ impl std::str::FromStr for NetConfig {
 /// `52:54:00:12:34:56` → bytes; rejects multicast addresses.
 fn parse_mac(s: &str) -> Result<[u8; 6], String> {
     let bad = || format!("{s:?} is not a MAC address (like 52:54:00:12:34:56)");
-    let mut mac = [0u8; 6];
-    let mut parts = s.split(':');
-    for byte in mac.iter_mut() {
-        let part = parts.next().filter(|p| p.len() == 2).ok_or_else(bad)?;
-        *byte = u8::from_str_radix(part, 16).map_err(|_| bad())?;
-    }
-    if parts.next().is_some() {
-        return Err(bad());
-    }
+    let MacAddr(mac) = s.parse().map_err(|_| bad())?;
     if mac[0] & 1 != 0 {
         return Err(format!("{s:?} is a multicast address"));
     }
