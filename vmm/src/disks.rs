@@ -8,7 +8,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use virtio_devices::block::{BackendError, BackingKind};
-use virtio_devices::{Access as BlockAccess, BlockBackend, FileBackend};
+use virtio_devices::{BlockBackend, FileBackend};
 
 use crate::config::devices::{Access, CacheMode, DiskConfig};
 
@@ -81,11 +81,7 @@ pub fn open_disk(cfg: &DiskConfig) -> Result<FileBackend, DiskError> {
                 source,
             },
         })?;
-    let access = match cfg.access {
-        Access::ReadWrite => BlockAccess::ReadWrite,
-        Access::ReadOnly => BlockAccess::ReadOnly,
-    };
-    let backend = FileBackend::new(file, access).map_err(|source| match source {
+    let backend = FileBackend::new(file, cfg.access).map_err(|source| match source {
         BackendError::NotADisk => DiskError::NotADisk(path.clone()),
         source => DiskError::Backend {
             path: path.clone(),

@@ -47,15 +47,9 @@ pub enum CacheMode {
     Direct,
 }
 
-/// Whether the guest may write.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Access {
-    /// Read and write.
-    #[default]
-    ReadWrite,
-    /// Read only: the backend is opened O_RDONLY, writes fail with IOERR.
-    ReadOnly,
-}
+/// Whether the guest may write: the virtio-blk device's own notion (read
+/// only: the backend is opened O_RDONLY and writes fail with IOERR).
+pub use virtio_devices::Access;
 
 /// One `--disk` option.
 #[derive(Clone, Debug, PartialEq, Eq)]
