@@ -92,6 +92,35 @@ fn the_guest_writes_the_whole_disk_and_the_host_reads_it_back() {
 }
 
 #[test]
+fn thirty_two_requests_in_flight_land_where_the_guest_asked() {
+    require_kvm();
+    let dir = scratch("blk-qd32");
+    let path = disk_file(&dir, "disk.img", &vec![0u8; 4 << 20]);
+    let out = flint_run(&[
+        "--disk",
+        &disk_arg(&path, ""),
+        "--cmdline",
+        "probe.virtio=1 probe.blk-bench=1 probe.blk-bench-qd=32",
+    ]);
+    assert_eq!(out.code, Some(0), "{out}");
+    let lines = out.probe_lines("blk-bench dev=1 ");
+    assert_eq!(lines.len(), 3, "one line per request size\n{out}");
+    for line in lines {
+        assert!(
+            line.contains(" qd=32 write-bytes=4194304 ") && line.contains(" read-bytes=4194304 "),
+            "{line}"
+        );
+    }
+    // The last pass wrote the bench buffer (the pattern's first MiB) as
+    // 1 MiB requests, up to 32 at once: every MiB of the disk holds it.
+    let data = std::fs::read(&path).unwrap();
+    assert_eq!(data.len(), 4 << 20);
+    for (i, mib) in data.chunks(1 << 20).enumerate() {
+        assert_pattern(mib, &format!("MiB {i} after queue-depth-32 writes"));
+    }
+}
+
+#[test]
 fn a_read_only_disk_refuses_writes_and_stays_byte_identical() {
     require_kvm();
     let dir = scratch("blk-ro");

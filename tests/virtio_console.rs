@@ -72,3 +72,23 @@ fn host_input_reaches_the_guest_through_the_receive_queue() {
         "probe: virtio-console echo line=typed into virtio-console"
     );
 }
+
+#[test]
+fn a_megabyte_streamed_with_32_chains_in_flight_reaches_stdout_whole() {
+    require_kvm();
+    let out = flint_run(&[
+        "--cmdline",
+        "probe.virtio=1 probe.console-bench=1024 probe.console-bench-uart=16",
+    ]);
+    assert_eq!(out.code, Some(0), "{out}");
+    assert!(
+        out.probe_line("console-bench virtio ")
+            .starts_with("probe: console-bench virtio bytes=1048576 "),
+        "{out}"
+    );
+    // The bench sends 64-byte lines of 63 dots: 1 MiB through the queue,
+    // then 16 KiB through the UART.
+    let dots = ".".repeat(63);
+    let lines = out.stdout.lines().filter(|l| *l == dots).count();
+    assert_eq!(lines, (1024 + 16) * 1024 / 64, "lines of the bench's bytes");
+}

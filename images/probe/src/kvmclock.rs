@@ -55,6 +55,18 @@ impl Clock {
             .wrapping_add(self.scale(tsc.wrapping_sub(self.tsc_timestamp)))
     }
 
+    /// The TSC frequency this scale implies: ns = (ticks << shift) * mul / 2^32.
+    pub fn tsc_hz(&self) -> u64 {
+        let per_tick = u128::from(self.mul.max(1));
+        let hz = (1_000_000_000u128 << 32) / per_tick;
+        let hz = if self.shift < 0 {
+            hz << (-self.shift).min(63)
+        } else {
+            hz >> self.shift.min(63)
+        };
+        hz as u64
+    }
+
     /// A TSC interval in nanoseconds.
     pub fn scale(&self, delta: u64) -> u64 {
         let shifted = if self.shift < 0 {
@@ -94,7 +106,7 @@ pub fn now_ns() -> Option<u64> {
 }
 
 /// A consistent read of the time structure, if the hypervisor filled it in.
-fn current() -> Option<Clock> {
+pub fn current() -> Option<Clock> {
     let info = addr_of!(TIME_INFO);
     for _ in 0..1_000_000 {
         // SAFETY: TIME_INFO is only written by the hypervisor (after the wrmsr

@@ -13,6 +13,7 @@ mod acpi;
 mod aml;
 mod bench;
 mod blk;
+mod blkbench;
 mod bootinfo;
 mod clockdrift;
 mod cmdline;
@@ -29,6 +30,7 @@ mod power;
 mod svc;
 mod vcon;
 mod virtio;
+mod virtq;
 mod workload;
 
 use bootinfo::{BootInfo, Entry};

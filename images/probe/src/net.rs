@@ -123,7 +123,7 @@ pub fn run(dev: &Device, mut rx: Queue, mut tx: Queue, cmdline: &[u8]) {
         .and_then(parse_ip)
         .unwrap_or(DEFAULT_IP);
     let m = addr_of_mut!(MEM);
-    let mut owner = [usize::MAX; 16];
+    let mut owner = [usize::MAX; crate::virtio::BENCH_QUEUE_SIZE as usize];
     for k in 0..RX_BUFFERS.min(usize::from(rx.size())) {
         post(&mut rx, m, k, &mut owner);
     }
@@ -165,7 +165,7 @@ fn arp(
     rx: &mut Queue,
     tx: &mut Queue,
     m: *mut Mem,
-    owner: &mut [usize; 16],
+    owner: &mut [usize; crate::virtio::BENCH_QUEUE_SIZE as usize],
     mac: [u8; 6],
     ip: [u8; 4],
     peer: [u8; 4],
@@ -326,7 +326,7 @@ fn serve(
     rx: &mut Queue,
     tx: &mut Queue,
     m: *mut Mem,
-    owner: &mut [usize; 16],
+    owner: &mut [usize; crate::virtio::BENCH_QUEUE_SIZE as usize],
     mac: [u8; 6],
     ip: [u8; 4],
     seconds: u64,
@@ -375,7 +375,7 @@ fn serve(
 }
 
 /// Makes receive buffer `k` available.
-fn post(rx: &mut Queue, m: *mut Mem, k: usize, owner: &mut [usize; 16]) {
+fn post(rx: &mut Queue, m: *mut Mem, k: usize, owner: &mut [usize; crate::virtio::BENCH_QUEUE_SIZE as usize]) {
     // SAFETY: taking the address of a static's field; the device gets it
     // only through the ring.
     let buf = Buf::writable(unsafe { addr_of_mut!((*m).rx[k]) } as *mut u8, RX_BYTES);

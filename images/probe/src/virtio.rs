@@ -19,13 +19,16 @@
 //! the console's used-buffer interrupt) and `probe.virtio-faults=<s>`
 //! (faults.rs, malformed queues, then `restart` and one normal request).
 
-use core::ptr::{addr_of, addr_of_mut, read_volatile, write_volatile};
-use core::sync::atomic::{fence, AtomicU16, Ordering};
+use core::ptr::{read_volatile, write_volatile};
 
 use crate::acpi::Tables;
 use crate::kvmclock::Clock;
 use crate::out::Line;
 use crate::{aml, blk, cmdline, faults, irq, net, svc, vcon};
+
+pub use crate::virtq::{
+    Buf, Queue, QueueError, BENCH_QUEUE_SIZE, DESC_INDIRECT, DESC_NEXT, DESC_WRITE, QUEUE_SIZE,
+};
 
 /// "virt", little-endian.
 const MAGIC: u32 = 0x7472_6976;
@@ -38,17 +41,17 @@ const REG_DEVICE_FEATURES: u64 = 0x010;
 const REG_DEVICE_FEATURES_SEL: u64 = 0x014;
 const REG_DRIVER_FEATURES: u64 = 0x020;
 const REG_DRIVER_FEATURES_SEL: u64 = 0x024;
-const REG_QUEUE_SEL: u64 = 0x030;
-const REG_QUEUE_NUM_MAX: u64 = 0x034;
-const REG_QUEUE_NUM: u64 = 0x038;
-const REG_QUEUE_READY: u64 = 0x044;
+pub(crate) const REG_QUEUE_SEL: u64 = 0x030;
+pub(crate) const REG_QUEUE_NUM_MAX: u64 = 0x034;
+pub(crate) const REG_QUEUE_NUM: u64 = 0x038;
+pub(crate) const REG_QUEUE_READY: u64 = 0x044;
 const REG_QUEUE_NOTIFY: u64 = 0x050;
 const REG_INTERRUPT_STATUS: u64 = 0x060;
 const REG_INTERRUPT_ACK: u64 = 0x064;
 const REG_STATUS: u64 = 0x070;
-const REG_QUEUE_DESC: u64 = 0x080;
-const REG_QUEUE_DRIVER: u64 = 0x090;
-const REG_QUEUE_DEVICE: u64 = 0x0a0;
+pub(crate) const REG_QUEUE_DESC: u64 = 0x080;
+pub(crate) const REG_QUEUE_DRIVER: u64 = 0x090;
+pub(crate) const REG_QUEUE_DEVICE: u64 = 0x0a0;
 const REG_CONFIG_GENERATION: u64 = 0x0fc;
 /// Device-specific configuration space.
 const REG_CONFIG: u64 = 0x100;
@@ -129,19 +132,19 @@ impl Transport {
             })
     }
 
-    fn read(&self, offset: u64) -> u32 {
+    pub(crate) fn read(&self, offset: u64) -> u32 {
         // SAFETY: `base + offset` (< 0x100, 4-aligned) is in the MMIO hole (checked
         // in `new`), mapped user-accessible and uncached; loads touch no probe memory.
         unsafe { read_volatile((self.base + offset) as *const u32) }
     }
 
-    fn write(&self, offset: u64, value: u32) {
+    pub(crate) fn write(&self, offset: u64, value: u32) {
         // SAFETY: as `read`; a register store changes device state only
         // (queue addresses written are the probe's own static rings).
         unsafe { write_volatile((self.base + offset) as *mut u32, value) }
     }
 
-    fn write64(&self, offset: u64, value: u64) {
+    pub(crate) fn write64(&self, offset: u64, value: u64) {
         self.write(offset, value as u32);
         self.write(offset + 4, (value >> 32) as u32);
     }
@@ -212,416 +215,8 @@ impl Transport {
         None
     }
 
-    fn notify(&self, queue: u32) {
+    pub(crate) fn notify(&self, queue: u32) {
         self.write(REG_QUEUE_NOTIFY, queue);
-    }
-}
-
-// ---- split virtqueue -------------------------------------------------------
-
-/// Entries per queue (at most; less if the device's QueueNumMax is smaller).
-pub const QUEUE_SIZE: u16 = 16;
-const QS: usize = QUEUE_SIZE as usize;
-
-/// VIRTQ_DESC_F_NEXT.
-pub const DESC_NEXT: u16 = 1;
-/// VIRTQ_DESC_F_WRITE (device writes the buffer).
-pub const DESC_WRITE: u16 = 2;
-/// VIRTQ_DESC_F_INDIRECT (only used to inject faults: not negotiated).
-pub const DESC_INDIRECT: u16 = 4;
-/// VIRTQ_AVAIL_F_NO_INTERRUPT: the probe polls.
-const AVAIL_NO_INTERRUPT: u16 = 1;
-
-#[repr(C, align(16))]
-#[derive(Clone, Copy)]
-struct Desc {
-    addr: u64,
-    len: u32,
-    flags: u16,
-    next: u16,
-}
-
-#[repr(C, align(2))]
-struct Avail {
-    flags: u16,
-    idx: u16,
-    ring: [u16; QS],
-    used_event: u16,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct UsedElem {
-    id: u32,
-    len: u32,
-}
-
-#[repr(C, align(4))]
-struct Used {
-    flags: u16,
-    idx: u16,
-    ring: [UsedElem; QS],
-    avail_event: u16,
-}
-
-/// One queue's memory: descriptor table (16-aligned), driver area (avail,
-/// 2-aligned), device area (used, 4-aligned), as §2.7 requires.
-#[repr(C, align(4096))]
-pub struct QueueMem {
-    desc: [Desc; QS],
-    avail: Avail,
-    used: Used,
-}
-
-impl QueueMem {
-    const fn new() -> QueueMem {
-        QueueMem {
-            desc: [Desc {
-                addr: 0,
-                len: 0,
-                flags: 0,
-                next: 0,
-            }; QS],
-            avail: Avail {
-                flags: 0,
-                idx: 0,
-                ring: [0; QS],
-                used_event: 0,
-            },
-            used: Used {
-                flags: 0,
-                idx: 0,
-                ring: [UsedElem { id: 0, len: 0 }; QS],
-                avail_event: 0,
-            },
-        }
-    }
-}
-
-/// Queue memory for the two queues a device uses at most (console, net).
-static mut QUEUE_MEM: [QueueMem; 2] = [QueueMem::new(), QueueMem::new()];
-
-/// A buffer in a chain: guest-physical address, length, direction.
-#[derive(Clone, Copy)]
-pub struct Buf {
-    pub addr: u64,
-    pub len: u32,
-    /// The device writes it (VIRTQ_DESC_F_WRITE); else it reads it.
-    pub device_writes: bool,
-}
-
-impl Buf {
-    /// A buffer the device reads.
-    pub fn readable<T: ?Sized>(data: *const T, len: usize) -> Buf {
-        Buf {
-            addr: data as *const u8 as u64,
-            len: len as u32,
-            device_writes: false,
-        }
-    }
-
-    /// A buffer the device writes.
-    pub fn writable<T: ?Sized>(data: *mut T, len: usize) -> Buf {
-        Buf {
-            addr: data as *mut u8 as u64,
-            len: len as u32,
-            device_writes: true,
-        }
-    }
-}
-
-/// A used element: the chain's head and the bytes the device wrote.
-#[derive(Clone, Copy)]
-pub struct Completion {
-    pub head: u16,
-    pub len: u32,
-}
-
-/// A set-up split virtqueue. Descriptors come from a free list (linked
-/// through `next`) and go back to it when their chain is used.
-pub struct Queue {
-    mem: *mut QueueMem,
-    index: u32,
-    size: u16,
-    free_head: u16,
-    num_free: u16,
-    next_avail: u16,
-    last_used: u16,
-}
-
-/// Why a queue could not be set up.
-pub enum QueueError {
-    /// QueueReady was already set.
-    InUse,
-    /// QueueNumMax is 0: no such queue.
-    Unavailable,
-    /// QueueReady did not read back 1.
-    NotReady,
-}
-
-impl Queue {
-    /// Sets up queue `index` on `slot` of the static queue memory (§4.2.3.2).
-    fn setup(t: &Transport, index: u32, slot: usize) -> Result<Queue, QueueError> {
-        t.write(REG_QUEUE_SEL, index);
-        if t.read(REG_QUEUE_READY) != 0 {
-            return Err(QueueError::InUse);
-        }
-        let max = t.read(REG_QUEUE_NUM_MAX);
-        if max == 0 {
-            return Err(QueueError::Unavailable);
-        }
-        // Largest power of two <= min(max, QUEUE_SIZE).
-        let want = max.min(u32::from(QUEUE_SIZE));
-        let size = 1u16 << (31 - want.leading_zeros());
-        // SAFETY: slot < 2, devices are set up one at a time and the slot's previous
-        // user was reset (or failed before DRIVER_OK), so no device accesses it now.
-        let mem = unsafe { addr_of_mut!(QUEUE_MEM[slot]) };
-        // SAFETY: `mem` is valid; nothing else references it.
-        unsafe { mem.write_bytes(0, 1) };
-        let mut q = Queue {
-            mem,
-            index,
-            size,
-            free_head: 0,
-            num_free: size,
-            next_avail: 0,
-            last_used: 0,
-        };
-        for i in 0..size {
-            q.desc_mut(i).next = (i + 1) % size;
-        }
-        // SAFETY: `mem` is valid; the device has not been given it yet.
-        unsafe { (*mem).avail.flags = AVAIL_NO_INTERRUPT };
-        t.write(REG_QUEUE_NUM, u32::from(size));
-        // SAFETY: taking field addresses of a valid static.
-        let (desc, avail, used) = unsafe {
-            (
-                addr_of!((*mem).desc) as u64,
-                addr_of!((*mem).avail) as u64,
-                addr_of!((*mem).used) as u64,
-            )
-        };
-        t.write64(REG_QUEUE_DESC, desc);
-        t.write64(REG_QUEUE_DRIVER, avail);
-        t.write64(REG_QUEUE_DEVICE, used);
-        // Ring memory written before the device may look at it.
-        fence(Ordering::SeqCst);
-        t.write(REG_QUEUE_READY, 1);
-        if t.read(REG_QUEUE_READY) != 1 {
-            return Err(QueueError::NotReady);
-        }
-        Ok(q)
-    }
-
-    fn desc_mut(&mut self, i: u16) -> &mut Desc {
-        // SAFETY: i < size <= QS; the device only reads descriptors that are
-        // in a submitted chain, and this is only called on free ones.
-        unsafe { &mut (*self.mem).desc[usize::from(i)] }
-    }
-
-    /// The queue's size (entries).
-    pub fn size(&self) -> u16 {
-        self.size
-    }
-
-    /// Makes the chain `bufs` available (without notifying); returns its
-    /// head, or `None` if there are not enough free descriptors.
-    pub fn push(&mut self, bufs: &[Buf]) -> Option<u16> {
-        if bufs.is_empty() || bufs.len() > usize::from(self.num_free) {
-            return None;
-        }
-        let head = self.free_head;
-        let mut at = head;
-        for (n, b) in bufs.iter().enumerate() {
-            let last = n + 1 == bufs.len();
-            let d = self.desc_mut(at);
-            let next = d.next;
-            d.addr = b.addr;
-            d.len = b.len;
-            d.flags =
-                if b.device_writes { DESC_WRITE } else { 0 } | if last { 0 } else { DESC_NEXT };
-            if last {
-                self.free_head = next;
-            } else {
-                at = next;
-            }
-        }
-        self.num_free -= bufs.len() as u16;
-        let slot = usize::from(self.next_avail % self.size);
-        self.next_avail = self.next_avail.wrapping_add(1);
-        // SAFETY: the avail ring is ours; the atomic release store of `idx` orders
-        // the descriptor and ring writes above before the device can see them.
-        unsafe {
-            write_volatile(addr_of_mut!((*self.mem).avail.ring[slot]), head);
-            let idx = &*(addr_of!((*self.mem).avail.idx) as *const AtomicU16);
-            idx.store(self.next_avail, Ordering::Release);
-        }
-        Some(head)
-    }
-
-    /// QueueNotify, after a full fence so `avail.idx` is visible first.
-    pub fn notify(&self, t: &Transport) {
-        fence(Ordering::SeqCst);
-        t.notify(self.index);
-    }
-
-    /// The next used element, if the device has returned one; its
-    /// descriptors go back to the free list.
-    pub fn poll(&mut self) -> Option<Completion> {
-        // SAFETY: `used` is written by the device; `idx` read atomically with
-        // acquire, so the element and the buffers it returns are read after.
-        let used_idx = unsafe {
-            let idx = &*(addr_of!((*self.mem).used.idx) as *const AtomicU16);
-            idx.load(Ordering::Acquire)
-        };
-        if used_idx == self.last_used {
-            return None;
-        }
-        let slot = usize::from(self.last_used % self.size);
-        self.last_used = self.last_used.wrapping_add(1);
-        // SAFETY: the device wrote this element before publishing `idx`.
-        let elem = unsafe { read_volatile(addr_of!((*self.mem).used.ring[slot])) };
-        let head = (elem.id as u16) % self.size;
-        // Free the chain.
-        let mut at = head;
-        let mut count = 1;
-        loop {
-            let d = *self.desc_mut(at);
-            if d.flags & DESC_NEXT == 0 || count >= self.size {
-                break;
-            }
-            at = d.next % self.size;
-            count += 1;
-        }
-        self.desc_mut(at).next = self.free_head;
-        self.free_head = head;
-        self.num_free = (self.num_free + count).min(self.size);
-        Some(Completion {
-            head,
-            len: elem.len,
-        })
-    }
-
-    /// Asks for used-buffer notifications (clears VIRTQ_AVAIL_F_NO_INTERRUPT)
-    /// or suppresses them again.
-    pub fn set_interrupts(&mut self, on: bool) {
-        // SAFETY: the driver area's flags are ours to write; the device
-        // reads them concurrently, hence a volatile store and a fence.
-        unsafe {
-            write_volatile(
-                addr_of_mut!((*self.mem).avail.flags),
-                if on { 0 } else { AVAIL_NO_INTERRUPT },
-            )
-        };
-        fence(Ordering::SeqCst);
-    }
-
-    // -- raw access for fault injection (faults.rs): no free-list
-    // bookkeeping; the queue is thrown away (device reset) afterwards.
-
-    /// Writes descriptor `i` (< size) as given.
-    pub fn raw_desc(&mut self, i: u16, addr: u64, len: u32, flags: u16, next: u16) {
-        let d = self.desc_mut(i % self.size);
-        d.addr = addr;
-        d.len = len;
-        d.flags = flags;
-        d.next = next;
-    }
-
-    /// Puts `head` (any value, even past the table) in the next avail slot
-    /// and publishes it.
-    pub fn raw_publish(&mut self, head: u16) {
-        let slot = usize::from(self.next_avail % self.size);
-        self.next_avail = self.next_avail.wrapping_add(1);
-        // SAFETY: as in `push`.
-        unsafe {
-            write_volatile(addr_of_mut!((*self.mem).avail.ring[slot]), head);
-            let idx = &*(addr_of!((*self.mem).avail.idx) as *const AtomicU16);
-            idx.store(self.next_avail, Ordering::Release);
-        }
-    }
-
-    /// Moves `avail.idx` `by` entries ahead without filling the ring.
-    pub fn raw_avail_jump(&mut self, by: u16) {
-        self.next_avail = self.next_avail.wrapping_add(by);
-        // SAFETY: as in `push`.
-        unsafe {
-            let idx = &*(addr_of!((*self.mem).avail.idx) as *const AtomicU16);
-            idx.store(self.next_avail, Ordering::Release);
-        }
-    }
-
-    /// Whether the device has published a used element not yet polled.
-    pub fn used_pending(&self) -> bool {
-        // SAFETY: as in `poll`.
-        let used_idx = unsafe {
-            let idx = &*(addr_of!((*self.mem).used.idx) as *const AtomicU16);
-            idx.load(Ordering::Acquire)
-        };
-        used_idx != self.last_used
-    }
-
-    /// The next used element without freeing anything: (id, len).
-    pub fn raw_poll(&mut self) -> Option<(u32, u32)> {
-        // SAFETY: as in `poll`.
-        let used_idx = unsafe {
-            let idx = &*(addr_of!((*self.mem).used.idx) as *const AtomicU16);
-            idx.load(Ordering::Acquire)
-        };
-        if used_idx == self.last_used {
-            return None;
-        }
-        let slot = usize::from(self.last_used % self.size);
-        self.last_used = self.last_used.wrapping_add(1);
-        // SAFETY: the device wrote this element before publishing `idx`.
-        let elem = unsafe { read_volatile(addr_of!((*self.mem).used.ring[slot])) };
-        Some((elem.id, elem.len))
-    }
-
-    /// Polls until a used element arrives or ~2 s pass (`None`).
-    pub fn wait(&mut self, time: &Timebase) -> Option<Completion> {
-        let start = svc::rdtsc();
-        loop {
-            if let Some(c) = self.poll() {
-                return Some(c);
-            }
-            if time.since(start) > TIMEOUT_NS {
-                return None;
-            }
-            core::hint::spin_loop();
-        }
-    }
-
-    /// Pushes `bufs`, notifies, waits for that chain; `None` (after printing
-    /// `virtio dev=<i> queue=<q> timeout`) if it does not come back.
-    pub fn round_trip(&mut self, dev: &Device, bufs: &[Buf]) -> Option<Completion> {
-        let Some(head) = self.push(bufs) else {
-            Line::new()
-                .s("virtio dev=")
-                .dec(dev.index as u64)
-                .s(" queue=")
-                .dec(u64::from(self.index))
-                .s(" full")
-                .end();
-            return None;
-        };
-        self.notify(&dev.transport);
-        loop {
-            match self.wait(&dev.time) {
-                Some(c) if c.head == head => return Some(c),
-                Some(_) => continue,
-                None => {
-                    Line::new()
-                        .s("virtio dev=")
-                        .dec(dev.index as u64)
-                        .s(" queue=")
-                        .dec(u64::from(self.index))
-                        .s(" timeout")
-                        .end();
-                    return None;
-                }
-            }
-        }
     }
 }
 
@@ -638,6 +233,8 @@ pub struct Device {
     /// Features accepted (FEATURES_OK stuck with these).
     pub features: u64,
     pub time: Timebase,
+    /// The queue size asked for (restart asks for the same).
+    pub queue_size: u16,
 }
 
 impl Device {
@@ -749,15 +346,14 @@ fn device(index: usize, addr: u64, size: u64, irq: u32, cmdline: &[u8], time: Ti
     }
     let mut offered = 0;
     let mut queues: [Option<Queue>; 2] = [None, None];
-    let result = init(
-        &t,
+    let queue_size = queue_size(cmdline);
+    let ident = Ident {
         magic,
         version,
         device_id,
-        &time,
-        &mut offered,
-        &mut queues,
-    );
+        queue_size,
+    };
+    let result = init(&t, ident, &time, &mut offered, &mut queues);
     line.s(" features=").hex16(offered).s(" status=");
     let accepted = match result {
         Ok(accepted) => {
@@ -780,6 +376,7 @@ fn device(index: usize, addr: u64, size: u64, irq: u32, cmdline: &[u8], time: Ti
         transport: t,
         features: accepted,
         time,
+        queue_size,
     };
     let [q0, q1] = queues;
     match device_id {
@@ -818,16 +415,42 @@ fn device(index: usize, addr: u64, size: u64, irq: u32, cmdline: &[u8], time: Ti
     }
 }
 
-/// §3.1.1 up to DRIVER_OK; returns the accepted features.
-fn init(
-    t: &Transport,
+/// The queue size drivers ask for: larger for the throughput benchmarks,
+/// which keep many requests in flight.
+fn queue_size(cmdline: &[u8]) -> u16 {
+    let bench = cmdline::param(cmdline, "probe.blk-bench").is_some()
+        || cmdline::param(cmdline, "probe.console-bench").is_some();
+    if bench {
+        BENCH_QUEUE_SIZE
+    } else {
+        QUEUE_SIZE
+    }
+}
+
+/// What a device's registers said before initialisation, and the queue
+/// size to ask for.
+#[derive(Clone, Copy)]
+struct Ident {
     magic: u32,
     version: u32,
     device_id: u32,
+    queue_size: u16,
+}
+
+/// §3.1.1 up to DRIVER_OK; returns the accepted features.
+fn init(
+    t: &Transport,
+    ident: Ident,
     time: &Timebase,
     offered: &mut u64,
     queues: &mut [Option<Queue>; 2],
 ) -> Result<u64, Fail> {
+    let Ident {
+        magic,
+        version,
+        device_id,
+        queue_size,
+    } = ident;
     if magic != MAGIC {
         return Err(Fail::Magic);
     }
@@ -858,7 +481,7 @@ fn init(
         return Err(Fail::FeaturesRejected);
     }
     for q in 0..kind.queues {
-        match Queue::setup(t, q, q as usize) {
+        match Queue::setup(t, q, q as usize, queue_size) {
             Ok(queue) => queues[q as usize] = Some(queue),
             Err(e) => return Err(Fail::Queue(q, e)),
         }
@@ -877,15 +500,13 @@ pub fn restart(dev: &Device) -> Option<[Option<Queue>; 2]> {
     let t = &dev.transport;
     let mut offered = 0;
     let mut queues: [Option<Queue>; 2] = [None, None];
-    let result = init(
-        t,
-        t.read(REG_MAGIC),
-        t.read(REG_VERSION),
-        dev.device_id,
-        &dev.time,
-        &mut offered,
-        &mut queues,
-    );
+    let ident = Ident {
+        magic: t.read(REG_MAGIC),
+        version: t.read(REG_VERSION),
+        device_id: dev.device_id,
+        queue_size: dev.queue_size,
+    };
+    let result = init(t, ident, &dev.time, &mut offered, &mut queues);
     match result {
         Ok(_) => Some(queues),
         Err(fail) => {

@@ -15,8 +15,10 @@ use std::time::Instant;
 use crate::exit::EXIT_FLINT_ERROR;
 
 mod figures;
+mod net;
 
-use figures::{blk_figure, console_figure, cpu_figure};
+use figures::{blk_figure, clock_figure, console_figure, cpu_figure};
+use net::net_figure;
 
 /// Options of `flint bench`.
 #[derive(Debug, clap::Args)]
@@ -42,14 +44,24 @@ pub struct BenchArgs {
     /// Iterations of the CPU workload (guest vs native); 0 skips it.
     #[arg(long, value_name = "N", default_value_t = 200_000)]
     pub workload: u64,
-    /// KiB the probe sends through virtio-console and through the UART for
-    /// the console throughput figure; 0 skips it.
-    #[arg(long, value_name = "KiB", default_value_t = 1024)]
+    /// KiB the probe sends through virtio-console for the console
+    /// throughput figure (the UART, ~1000x slower, sends at most 1 MiB);
+    /// 0 skips it.
+    #[arg(long, value_name = "KiB", default_value_t = 65536)]
     pub console_kib: u64,
     /// MiB of the temporary disk for the virtio-blk throughput figure
     /// (guest vs native pwrite/pread on the same file); 0 skips it.
     #[arg(long, value_name = "MiB", default_value_t = 64)]
     pub blk_mib: u64,
+    /// Pings of the virtio-net flood (`ping -f`) to the probe, through flint
+    /// and QEMU on a tap in a private network namespace (needs root); 0
+    /// skips the net figure.
+    #[arg(long, value_name = "N", default_value_t = 20_000)]
+    pub net_flood: u64,
+    /// Seconds between the two kvmclock samples of the clock-drift figure;
+    /// 0 skips it.
+    #[arg(long, value_name = "S", default_value_t = 10)]
+    pub clock_seconds: u64,
 }
 
 /// One kind of process the benchmark launches.
@@ -124,17 +136,19 @@ fn bench(args: &BenchArgs) -> Result<(), String> {
     if args.blk_mib > 0 {
         blk_figure(args.blk_mib, &dir);
     }
+    if args.clock_seconds > 0 {
+        clock_figure(args.clock_seconds);
+    }
+    if args.net_flood > 0 {
+        net_figure(args.net_flood, &probe, qemu_path(args).as_deref());
+    }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 
 fn contestants(args: &BenchArgs, probe: &Path, dir: &Path) -> Result<Vec<Contestant>, String> {
     let me = std::env::current_exe().map_err(|e| format!("cannot find flint's own binary: {e}"))?;
-    let qemu = match args.qemu.as_deref() {
-        Some("none") => None,
-        Some(path) => Some(PathBuf::from(path)),
-        None => find_on_path("qemu-system-x86_64"),
-    };
+    let qemu = qemu_path(args);
     let mut guests: Vec<(String, PathBuf)> = vec![("probe".into(), probe.to_path_buf())];
     if let Some(g) = &args.peer_guest {
         guests.push((file_name(g), g.clone()));
@@ -173,6 +187,15 @@ fn contestants(args: &BenchArgs, probe: &Path, dir: &Path) -> Result<Vec<Contest
         }
     }
     Ok(out)
+}
+
+/// The QEMU binary asked for, if any.
+fn qemu_path(args: &BenchArgs) -> Option<PathBuf> {
+    match args.qemu.as_deref() {
+        Some("none") => None,
+        Some(path) => Some(PathBuf::from(path)),
+        None => find_on_path("qemu-system-x86_64"),
+    }
 }
 
 fn contestant(
