@@ -95,6 +95,13 @@ pub trait BlockBackend: Send {
     fn raw_fd(&self) -> Option<RawFd> {
         None
     }
+
+    /// The alignment (bytes) that buffer addresses, lengths and offsets
+    /// need for the backend to move data without a bounce buffer: the
+    /// logical block size under O_DIRECT, 1 (the default) otherwise.
+    fn alignment(&self) -> usize {
+        1
+    }
 }
 
 /// What a [`FileBackend`] sits on.
@@ -132,9 +139,9 @@ pub enum BackendError {
 /// A disk in a regular file or on a host block device, read and written
 /// with pread/pwrite at the guest's offsets.
 ///
-/// The file may have been opened with O_DIRECT; then guest buffers,
-/// offsets and lengths must meet the device's alignment or the request
-/// fails with IOERR (no bounce buffer yet).
+/// The file may have been opened with O_DIRECT; then requests whose
+/// buffers are not aligned to the logical block size go through the
+/// device's bounce buffer (`bounce.rs`).
 #[derive(Debug)]
 pub struct FileBackend {
     file: File,
@@ -146,6 +153,8 @@ pub struct FileBackend {
     punch_hole: bool,
     /// Cleared when fallocate(ZERO_RANGE) says EOPNOTSUPP.
     zero_range: bool,
+    /// O_DIRECT's alignment (1 without O_DIRECT).
+    alignment: usize,
 }
 
 /// Zeros written by the write-zeroes fallback (no allocation per request).
@@ -186,6 +195,7 @@ impl FileBackend {
         } else {
             return Err(BackendError::NotADisk);
         };
+        let alignment = direct_alignment(&file, kind);
         Ok(FileBackend {
             file,
             kind,
@@ -194,6 +204,7 @@ impl FileBackend {
             discard,
             punch_hole: true,
             zero_range: true,
+            alignment,
         })
     }
 
@@ -308,6 +319,10 @@ impl BlockBackend for FileBackend {
         Some(self.file.as_raw_fd())
     }
 
+    fn alignment(&self) -> usize {
+        self.alignment
+    }
+
     fn write_zeroes(&mut self, offset: u64, len: u64, unmap: Unmap) -> io::Result<()> {
         if self.kind == BackingKind::BlockDevice {
             return ioctl_range(&self.file, BLKZEROOUT, offset, len);
@@ -394,6 +409,31 @@ fn into_io(e: VolatileMemoryError) -> io::Error {
     match e {
         VolatileMemoryError::IOError(e) => e,
         other => io::Error::other(other),
+    }
+}
+
+/// _IO(0x12, 104): the logical block size, an int.
+const BLKSSZGET: libc::Ioctl = 0x1268;
+
+/// The alignment O_DIRECT needs on `file`: 1 when it was opened without
+/// O_DIRECT; a block device's logical block size; 4096 for a regular file
+/// (at least the logical block size of any disk a filesystem sits on).
+fn direct_alignment(file: &File, kind: BackingKind) -> usize {
+    // SAFETY: F_GETFL only reads the descriptor's flags; the fd is open.
+    let flags = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETFL) };
+    if flags < 0 || flags & libc::O_DIRECT == 0 {
+        return 1;
+    }
+    if kind == BackingKind::File {
+        return 4096;
+    }
+    let mut size: libc::c_int = 0;
+    // SAFETY: BLKSSZGET writes one int to `size`, alive and writable for the
+    // call; the fd is open for the borrow of `file`.
+    let r = unsafe { libc::ioctl(file.as_raw_fd(), BLKSSZGET, &mut size as *mut libc::c_int) };
+    match usize::try_from(size) {
+        Ok(size) if r == 0 && size.is_power_of_two() => size,
+        _ => 4096,
     }
 }
 

@@ -19,6 +19,7 @@ use virtio_queue::{Queue, QueueT};
 use vm_memory::GuestMemoryMmap;
 
 use super::backend::{Access, BlockBackend, Capabilities};
+use super::bounce::Bounce;
 use super::handler::{finish, Handler, IoErrorLog, Settings, STATUS_IOERR, STATUS_OK};
 use super::request::{Limits, Scratch};
 use super::uring::{Op, UringEngine};
@@ -198,6 +199,8 @@ pub struct Block<B: BlockBackend> {
     io_errors: IoErrorLog,
     /// The io_uring engine; `None`: synchronous I/O.
     engine: Option<UringEngine>,
+    /// Staging for requests an O_DIRECT backend cannot take as they are.
+    bounce: Bounce,
 }
 
 impl<B: BlockBackend> Block<B> {
@@ -245,12 +248,19 @@ impl<B: BlockBackend> Block<B> {
             broken: false,
             faults: FaultLog::default(),
             io_errors: IoErrorLog::default(),
+            bounce: Bounce::default(),
         })
     }
 
     /// The capacity the guest sees, in 512-byte sectors.
     pub fn capacity_sectors(&self) -> u64 {
         self.settings.limits.capacity
+    }
+
+    /// Requests that went through the bounce buffer (misaligned for
+    /// O_DIRECT).
+    pub fn bounced(&self) -> u64 {
+        self.bounce.count()
     }
 
     /// Whether the guest may write.
@@ -349,6 +359,7 @@ impl<B: BlockBackend> Block<B> {
             faults: &mut self.faults,
             io_errors: &mut self.io_errors,
             engine: self.engine.as_mut(),
+            bounce: &mut self.bounce,
         };
         let served = serve_queue(&mut active.queue, &active.mem, &mut handler);
         if let Some(engine) = self.engine.as_mut() {

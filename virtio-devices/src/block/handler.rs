@@ -19,6 +19,7 @@ use virtio_bindings::virtio_blk::{
 use vm_memory::{Bytes, GuestMemory, GuestMemoryMmap, Permissions};
 
 use super::backend::{Access, BlockBackend};
+use super::bounce::{direct_ok, Bounce, BounceError, Direction};
 use super::request::{parse, Kind, Limits, Reply, Request, Scratch, Segment};
 use super::uring::{Op, PushError, UringEngine};
 use super::{SECTOR_SIZE, SERIAL_LEN};
@@ -79,6 +80,8 @@ pub(super) struct Handler<'a, B: BlockBackend> {
     pub io_errors: &'a mut IoErrorLog,
     /// The io_uring engine, when the device has one.
     pub engine: Option<&'a mut UringEngine>,
+    /// Staging for requests O_DIRECT cannot take as they are.
+    pub bounce: &'a mut Bounce,
 }
 
 /// Why a transfer stopped.
@@ -162,7 +165,10 @@ impl<B: BlockBackend> Handler<'_, B> {
                     Started::Sync => execute(
                         mem,
                         &request,
-                        self.backend,
+                        Backing {
+                            backend: self.backend,
+                            bounce: self.bounce,
+                        },
                         self.settings,
                         self.faults,
                         self.io_errors,
@@ -200,6 +206,11 @@ fn start_async<B: BlockBackend>(
     let Some(fd) = backend.raw_fd() else {
         return Started::Sync;
     };
+    if let Kind::Read { offset } | Kind::Write { offset } = q.request.kind {
+        if !direct_ok(backend.alignment(), q.request.segments, offset) {
+            return Started::Sync;
+        }
+    }
     let writable = settings.access == Access::ReadWrite;
     let (op, offset) = match q.request.kind {
         Kind::Read { offset } => (Op::Read, offset),
@@ -245,11 +256,17 @@ pub(super) fn finish(
     }
 }
 
+/// The backend and its bounce buffer, as the synchronous path needs them.
+struct Backing<'a, B: BlockBackend> {
+    backend: &'a mut B,
+    bounce: &'a mut Bounce,
+}
+
 /// Run one checked request; returns the status byte.
 fn execute<B: BlockBackend>(
     mem: &GuestMemoryMmap,
     request: &Request<'_>,
-    backend: &mut B,
+    backing: Backing<'_, B>,
     settings: &Settings,
     faults: &mut FaultLog,
     io_errors: &mut IoErrorLog,
@@ -272,13 +289,24 @@ fn execute<B: BlockBackend>(
         faults.report("virtio-blk", &"write to a read-only disk");
         return STATUS_IOERR;
     }
+    let Backing { backend, bounce } = backing;
     let result = match request.kind {
-        Kind::Read { offset } => {
-            transfer(mem, request.segments, offset, Transfer::ToGuest, backend)
-        }
-        Kind::Write { offset } => {
-            transfer(mem, request.segments, offset, Transfer::FromGuest, backend)
-        }
+        Kind::Read { offset } => transfer(
+            mem,
+            request.segments,
+            offset,
+            Transfer::ToGuest,
+            backend,
+            bounce,
+        ),
+        Kind::Write { offset } => transfer(
+            mem,
+            request.segments,
+            offset,
+            Transfer::FromGuest,
+            backend,
+            bounce,
+        ),
         Kind::Flush => backend.flush().map_err(TransferError::Host),
         Kind::GetId => write_serial(mem, request, &settings.serial),
         Kind::Discard | Kind::WriteZeroes => ranges(request, backend),
@@ -318,14 +346,28 @@ fn operation(kind: Kind) -> &'static str {
 }
 
 /// Move the data of `segments` between guest memory and the disk at
-/// `offset`, slice by slice (a buffer may span guest memory regions).
+/// `offset`, slice by slice (a buffer may span guest memory regions), or
+/// through the bounce buffer when the backend's alignment demands it.
 fn transfer<B: BlockBackend>(
     mem: &GuestMemoryMmap,
     segments: &[Segment],
     mut offset: u64,
     direction: Transfer,
     backend: &mut B,
+    bounce: &mut Bounce,
 ) -> Result<(), TransferError> {
+    if !direct_ok(backend.alignment(), segments, offset) {
+        let direction = match direction {
+            Transfer::ToGuest => Direction::ToGuest,
+            Transfer::FromGuest => Direction::FromGuest,
+        };
+        return bounce
+            .transfer(mem, segments, offset, direction, backend)
+            .map_err(|e| match e {
+                BounceError::Guest(e) => TransferError::Guest(e),
+                BounceError::Host(e) => TransferError::Host(e),
+            });
+    }
     let access = match direction {
         Transfer::ToGuest => Permissions::Write,
         Transfer::FromGuest => Permissions::Read,

@@ -70,6 +70,7 @@
 //! ```
 
 mod backend;
+mod bounce;
 mod device;
 mod fault;
 mod handler;
@@ -80,6 +81,8 @@ mod testing;
 mod tests;
 #[cfg(test)]
 mod tests_backend;
+#[cfg(test)]
+mod tests_bounce;
 #[cfg(test)]
 mod tests_malformed;
 #[cfg(test)]
