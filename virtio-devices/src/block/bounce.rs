@@ -55,10 +55,10 @@ pub(super) enum BounceError {
 pub(super) fn direct_ok(align: usize, segments: &[Segment], offset: u64) -> bool {
     let a = align as u64;
     align <= 1
-        || (offset % a == 0
+        || (offset.is_multiple_of(a)
             && segments
                 .iter()
-                .all(|s| s.addr.0 % a == 0 && u64::from(s.len) % a == 0))
+                .all(|s| s.addr.0.is_multiple_of(a) && u64::from(s.len).is_multiple_of(a)))
 }
 
 impl Bounce {
@@ -88,7 +88,7 @@ impl Bounce {
     ) -> Result<(), BounceError> {
         let align = backend.alignment().max(1);
         let total: u64 = segments.iter().map(|s| u64::from(s.len)).sum();
-        if offset % align as u64 != 0 || total % align as u64 != 0 {
+        if !offset.is_multiple_of(align as u64) || !total.is_multiple_of(align as u64) {
             return Err(BounceError::Host(io::Error::from_raw_os_error(
                 libc::EINVAL,
             )));
