@@ -92,7 +92,7 @@ pub mod net;
 mod testing;
 mod virtqueue;
 
-pub use block::{Access, Block, BlockBackend, BlockOptions, FileBackend};
+pub use block::{Access, Block, BlockBackend, BlockGeometry, BlockOptions, FileBackend};
 pub use console::Console;
 pub use device::{
     read_config_bytes, ActivateError, DeviceError, VirtioDevice, DEVICE_TYPE_BLOCK,

@@ -7,7 +7,9 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use guest_boot::cmdline::DEFAULT_CMDLINE;
 
-use crate::config::devices::{ConsoleMode, DiskConfig, NetConfig};
+use crate::config::devices::{
+    Access, CacheMode, ConsoleMode, DiskConfig, DiskMode, InUse, NetConfig,
+};
 use crate::config::{Discovery, KernelSource, ReportSink, RunConfig};
 
 /// Largest `--mem` flint accepts, in MiB (1 TiB).
@@ -92,11 +94,26 @@ pub struct RunArgs {
     /// The KVM device node.
     #[arg(long, value_name = "PATH", default_value = "/dev/kvm")]
     pub kvm_device: PathBuf,
-    /// A virtio-blk disk: path=P[,ro][,id=SERIAL][,cache=writeback|direct].
-    /// P is a regular file or a block device (a whole disk or a partition);
+    /// A virtio-blk disk:
+    /// path=P[,ro][,id=SERIAL][,cache=writeback|direct][,passthrough]. P is
+    /// a regular file or a block device (a whole disk or a partition);
     /// repeat for more disks, which appear on the bus in this order.
+    /// `passthrough` hands a host block device to the guest with no host
+    /// page cache in between (O_DIRECT), opened exclusively (O_EXCL), with
+    /// the host's block sizes, I/O hints and serial; a mounted, swapped-on
+    /// or otherwise held device is refused (see --force).
     #[arg(long, value_name = "SPEC")]
     pub disk: Vec<DiskConfig>,
+    /// Shorthand for --disk path=DEV,passthrough; these disks follow the
+    /// --disk ones on the bus.
+    #[arg(long, value_name = "DEV")]
+    pub passthrough: Vec<PathBuf>,
+    /// Pass through a device even if the host uses it (mounted, swap,
+    /// held by device-mapper/md, or opened exclusively elsewhere). Two
+    /// writers on one disk corrupt it: only for experts who know the host
+    /// side is idle or read-only.
+    #[arg(long)]
+    pub force: bool,
     /// A virtio-net interface on a tap: tap=NAME[,mac=MAC]. An existing tap
     /// is used as it is; a missing one is created (root), down and without
     /// an address, for the caller to configure. Repeat for more.
@@ -186,10 +203,32 @@ impl TryFrom<RunArgs> for RunConfig {
             kvm_device: args.kvm_device,
             placeholder_devices: args.placeholder_devices,
             console: args.console,
-            disks: args.disk,
+            disks: disks(args.disk, args.passthrough, args.force),
             nets: args.net,
         })
     }
+}
+
+/// `--disk`s, then the `--passthrough` shorthands, with `--force` applied
+/// to every passthrough disk.
+fn disks(disk: Vec<DiskConfig>, passthrough: Vec<PathBuf>, force: bool) -> Vec<DiskConfig> {
+    let in_use = if force { InUse::Allow } else { InUse::Refuse };
+    let shorthand = passthrough.into_iter().map(|path| DiskConfig {
+        path,
+        access: Access::ReadWrite,
+        id: None,
+        cache: CacheMode::Direct,
+        mode: DiskMode::Passthrough(InUse::Refuse),
+    });
+    disk.into_iter()
+        .chain(shorthand)
+        .map(|mut d| {
+            if let DiskMode::Passthrough(_) = d.mode {
+                d.mode = DiskMode::Passthrough(in_use);
+            }
+            d
+        })
+        .collect()
 }
 
 /// The default command line, for `--help` and the README.

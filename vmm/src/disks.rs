@@ -10,7 +10,8 @@ use std::path::Path;
 use virtio_devices::block::{BackendError, BackingKind};
 use virtio_devices::{BlockBackend, FileBackend};
 
-use crate::config::devices::{Access, CacheMode, DiskConfig};
+use crate::config::devices::{Access, CacheMode, DiskConfig, DiskMode, InUse};
+use crate::passthrough::{self, DevNum};
 
 /// Why a disk cannot be used; every message names the path.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +37,23 @@ pub enum DiskError {
     /// Neither a regular file nor a block device.
     #[error("--disk {0}: not a regular file or a block device")]
     NotADisk(String),
+    /// Passthrough asked for something that is not a block device.
+    #[error("--disk {0}: passthrough needs a block device (a whole disk or a partition)")]
+    NotABlockDevice(String),
+    /// The host uses the device.
+    #[error("--disk {path}: refusing to pass it through: {why}; --force overrides")]
+    InUse {
+        /// The path given.
+        path: String,
+        /// How the host uses it.
+        why: passthrough::HostUse,
+    },
+    /// O_EXCL failed: something holds the device exclusively.
+    #[error(
+        "--disk {0}: refusing to pass it through: another program holds it exclusively \
+         (a mounted filesystem, LVM, md, or another VM); --force overrides"
+    )]
+    Busy(String),
     /// Zero bytes, or not a whole number of 512-byte sectors.
     #[error("--disk {path}: size {size} bytes is not a non-zero multiple of 512")]
     BadSize {
@@ -56,14 +74,29 @@ pub enum DiskError {
 }
 
 /// Open `cfg.path` for `cfg.access` (O_DIRECT with `cache=direct`) as a
-/// virtio-blk backend, refusing what the guest could not use.
+/// virtio-blk backend, refusing what the guest could not use. A
+/// passthrough disk must be a block device the host does not use (unless
+/// `--force`), and is opened O_DIRECT | O_EXCL.
 pub fn open_disk(cfg: &DiskConfig) -> Result<FileBackend, DiskError> {
     let path = cfg.path.display().to_string();
     let mut options = OpenOptions::new();
     options.read(true).write(cfg.access == Access::ReadWrite);
+    let mut flags = 0;
     if cfg.cache == CacheMode::Direct {
-        options.custom_flags(libc::O_DIRECT);
+        flags |= libc::O_DIRECT;
     }
+    if let DiskMode::Passthrough(in_use) = cfg.mode {
+        let dev =
+            DevNum::of_node(&cfg.path).ok_or_else(|| DiskError::NotABlockDevice(path.clone()))?;
+        if in_use == InUse::Refuse {
+            if let Some(why) = passthrough::host_use(dev) {
+                return Err(DiskError::InUse { path, why });
+            }
+            flags |= libc::O_EXCL;
+        }
+        flags |= libc::O_DIRECT;
+    }
+    options.custom_flags(flags);
     let file = options
         .open(&cfg.path)
         .map_err(|source| match source.raw_os_error() {
@@ -76,6 +109,7 @@ pub fn open_disk(cfg: &DiskConfig) -> Result<FileBackend, DiskError> {
                 }
             }
             Some(libc::EISDIR) => DiskError::NotADisk(path.clone()),
+            Some(libc::EBUSY) if flags & libc::O_EXCL != 0 => DiskError::Busy(path.clone()),
             _ => DiskError::Open {
                 path: path.clone(),
                 source,
@@ -129,6 +163,7 @@ mod tests {
             access,
             id: None,
             cache: CacheMode::Writeback,
+            mode: crate::config::devices::DiskMode::Emulated,
         }
     }
 

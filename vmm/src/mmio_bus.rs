@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use guest_boot::layout::{self, VirtioMmioSlot};
 use kvm_ioctls::VmFd;
-use virtio_devices::block::Serial;
+use log::info;
+use virtio_devices::block::{Serial, SERIAL_LEN};
 use virtio_devices::{
     Block, BlockOptions, Console, FileBackend, IrqfdInterrupt, MacAddr, MmioTransport, Net,
     NetOptions, Tap, VirtioDevice,
@@ -15,7 +16,7 @@ use virtio_devices::{
 use vm_memory::GuestMemoryMmap;
 
 use crate::builder::BuildError;
-use crate::config::devices::{ConsoleMode, DiskConfig, NetConfig};
+use crate::config::devices::{ConsoleMode, DiskConfig, DiskMode, NetConfig};
 use crate::config::RunConfig;
 use crate::devices::clock_probe::ClockProbe;
 use crate::devices::ioapic::Ioapic;
@@ -25,6 +26,7 @@ use crate::devices::Bus;
 use crate::disks;
 use crate::event_loop::EventSource;
 use crate::kvm::irq::KvmMsiRouter;
+use crate::passthrough::{self, DevNum};
 use crate::report::BootTimeline;
 
 /// Size of the IOAPIC's register window.
@@ -136,21 +138,50 @@ impl Assembly<'_> {
     }
 }
 
-/// A virtio-blk device over the backing `disk` names.
+/// A virtio-blk device over the backing `disk` names; a passthrough disk
+/// shows the host device's block sizes, hints and serial (an `id=` given
+/// by the user wins).
 fn block_device(disk: &DiskConfig) -> Result<Block<FileBackend>, BuildError> {
     let backend = disks::open_disk(disk)?;
     let named = |e: &dyn std::fmt::Display| {
         BuildError::Virtio(format!("--disk {}: {e}", disk.path.display()))
     };
-    let serial = Serial::new(disk.id.as_deref().unwrap_or("")).map_err(|e| named(&e))?;
-    Block::new(
-        backend,
-        BlockOptions {
-            serial,
-            ..Default::default()
-        },
-    )
-    .map_err(|e| named(&e))
+    let mut options = BlockOptions::default();
+    let mut serial = disk.id.clone().unwrap_or_default();
+    if let (DiskMode::Passthrough(_), Some(dev)) = (disk.mode, DevNum::of_node(&disk.path)) {
+        let host = passthrough::identity(backend.file(), dev);
+        options.geometry = host.geometry;
+        let found = host.serial.as_ref();
+        if disk.id.is_none() {
+            serial = found.map_or_else(String::new, |(s, _)| truncate(s, SERIAL_LEN));
+        }
+        info!(
+            "passthrough {} ({}:{}): {}-byte logical / {}-byte physical blocks, write cache {}, \
+             serial {} -> GET_ID {serial:?}",
+            disk.path.display(),
+            dev.major,
+            dev.minor,
+            host.geometry.logical_block_size,
+            host.geometry.logical_block_size << host.geometry.physical_block_exponent,
+            host.write_cache.as_deref().unwrap_or("unknown"),
+            found.map_or_else(
+                || "none found".to_string(),
+                |(s, src)| format!("{s:?} (from {src})")
+            ),
+        );
+    }
+    options.serial = Serial::new(&serial).map_err(|e| named(&e))?;
+    Block::new(backend, options).map_err(|e| named(&e))
+}
+
+/// The first `max` bytes of `s`, cut at a character boundary (GET_ID holds
+/// 20 bytes, virtio 1.2 §5.2.6).
+fn truncate(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
 }
 
 /// A virtio-net device on the tap `net` names, and the tap's fd.

@@ -13,7 +13,7 @@
 
 use core::ptr::{addr_of, addr_of_mut, read_volatile, write_volatile};
 
-use crate::{blkbench, cmdline};
+use crate::{blkbench, blkpt, cmdline};
 use crate::kvmclock;
 use crate::out::Line;
 use crate::svc;
@@ -26,9 +26,14 @@ pub(crate) const F_SEG_MAX: u32 = 2;
 const F_RO: u32 = 5;
 const F_BLK_SIZE: u32 = 6;
 pub(crate) const F_FLUSH: u32 = 9;
+pub(crate) const F_TOPOLOGY: u32 = 10;
 /// Features the driver accepts when offered (besides VERSION_1).
-pub const FEATURES: u64 =
-    1 << F_SIZE_MAX | 1 << F_SEG_MAX | 1 << F_RO | 1 << F_BLK_SIZE | 1 << F_FLUSH;
+pub const FEATURES: u64 = 1 << F_SIZE_MAX
+    | 1 << F_SEG_MAX
+    | 1 << F_RO
+    | 1 << F_BLK_SIZE
+    | 1 << F_FLUSH
+    | 1 << F_TOPOLOGY;
 
 // Config space offsets.
 const CFG_CAPACITY: u64 = 0;
@@ -40,7 +45,7 @@ const CFG_BLK_SIZE: u64 = 20;
 pub(crate) const T_IN: u32 = 0;
 pub(crate) const T_OUT: u32 = 1;
 pub(crate) const T_FLUSH: u32 = 4;
-const T_GET_ID: u32 = 8;
+pub(crate) const T_GET_ID: u32 = 8;
 
 /// Bytes per pattern request (128 sectors).
 const CHUNK: usize = 64 << 10;
@@ -66,12 +71,12 @@ static mut MEM: Mem = Mem {
     status: 0,
 };
 
-fn mem() -> *mut Mem {
+pub(crate) fn mem() -> *mut Mem {
     addr_of_mut!(MEM)
 }
 
 /// The data buffer's first `len` bytes (no request in flight).
-fn data(len: usize) -> &'static mut [u8] {
+pub(crate) fn data(len: usize) -> &'static mut [u8] {
     // SAFETY: only touched between requests, when the device is not using
     // it; the probe is single-threaded and holds one such slice at a time.
     unsafe { &mut (&mut (*mem()).data)[..len] }
@@ -84,6 +89,21 @@ pub fn pattern_byte(o: u64) -> u8 {
 
 /// One request: `Some(status)`, or `None` on a timeout (already reported).
 pub(crate) fn request(dev: &Device, q: &mut Queue, op: u32, sector: u64, data: Option<Buf>) -> Option<u8> {
+    match data {
+        Some(d) => request_bufs(dev, q, op, sector, &[d]),
+        None => request_bufs(dev, q, op, sector, &[]),
+    }
+}
+
+/// One request with up to 4 data buffers: `Some(status)`, or `None` on a
+/// timeout (already reported).
+pub(crate) fn request_bufs(
+    dev: &Device,
+    q: &mut Queue,
+    op: u32,
+    sector: u64,
+    data: &[Buf],
+) -> Option<u8> {
     let m = mem();
     // SAFETY: no request is in flight, so the device is not using header or
     // status; the queue's release store publishes these writes before the chain.
@@ -96,11 +116,11 @@ pub(crate) fn request(dev: &Device, q: &mut Queue, op: u32, sector: u64, data: O
         write_volatile(s, NO_STATUS);
         (Buf::readable(h as *const u8, 16), Buf::writable(s, 1))
     };
-    let done = match data {
-        Some(d) => q.round_trip(dev, &[header, d, status]),
-        None => q.round_trip(dev, &[header, status]),
-    };
-    done?;
+    let mut chain = [header; 6];
+    let n = data.len().min(4);
+    chain[1..=n].copy_from_slice(&data[..n]);
+    chain[n + 1] = status;
+    q.round_trip(dev, &chain[..n + 2])?;
     // SAFETY: the device is done with the chain (acquire in `poll`).
     Some(unsafe { read_volatile(addr_of!((*m).status)) })
 }
@@ -190,6 +210,12 @@ pub fn run(dev: &Device, mut q: Queue, cmdline: &[u8]) {
             pattern(dev, &mut q, capacity, bench);
         }
     }
+    let disk = blkpt::Disk {
+        ro,
+        block,
+        capacity,
+    };
+    blkpt::run(dev, &mut q, cmdline, disk);
     if cmdline::param(cmdline, "probe.blk-bench") == Some(b"1") && !ro {
         let depth = cmdline::param_u64(cmdline, "probe.blk-bench-qd").unwrap_or(1);
         blkbench::run(dev, &mut q, capacity, block, depth);

@@ -14,6 +14,7 @@ mod aml;
 mod bench;
 mod blk;
 mod blkbench;
+mod blkpt;
 mod bootinfo;
 mod clockdrift;
 mod cmdline;

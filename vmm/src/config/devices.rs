@@ -47,6 +47,30 @@ pub enum CacheMode {
     Direct,
 }
 
+/// How flint treats a disk in use on the host (mounted, swap, held by
+/// another device or opened exclusively by another process).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum InUse {
+    /// Refuse it, naming the mount point or holder (the default).
+    #[default]
+    Refuse,
+    /// `--force`: open it anyway, without O_EXCL.
+    Allow,
+}
+
+/// Whether a disk is emulated over a file or device, or a host disk is
+/// handed to the guest whole.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DiskMode {
+    /// A file or device behind virtio-blk, with the cache mode given.
+    #[default]
+    Emulated,
+    /// `passthrough`: a host block device (whole disk or partition) opened
+    /// O_DIRECT | O_EXCL, its block sizes, I/O hints and serial shown to
+    /// the guest as the host sees them.
+    Passthrough(InUse),
+}
+
 /// Whether the guest may write: the virtio-blk device's own notion (read
 /// only: the backend is opened O_RDONLY and writes fail with IOERR).
 pub use virtio_devices::Access;
@@ -62,6 +86,8 @@ pub struct DiskConfig {
     pub id: Option<String>,
     /// Host caching.
     pub cache: CacheMode,
+    /// Emulated or passthrough.
+    pub mode: DiskMode,
 }
 
 /// Longest serial GET_ID can return (virtio 1.2 §5.2.6: 20 bytes).
@@ -91,8 +117,8 @@ impl std::str::FromStr for DiskConfig {
     type Err = String;
 
     fn from_str(spec: &str) -> Result<Self, String> {
-        let (mut path, mut access, mut id, mut cache) =
-            (None, Access::ReadWrite, None, CacheMode::Writeback);
+        let (mut path, mut access, mut id, mut cache) = (None, Access::ReadWrite, None, None);
+        let mut mode = DiskMode::Emulated;
         for (key, value) in pairs(spec) {
             match (key, value) {
                 ("path", Some(p)) if !p.is_empty() => path = Some(PathBuf::from(p)),
@@ -101,24 +127,36 @@ impl std::str::FromStr for DiskConfig {
                 ("id", Some(v)) => {
                     return Err(format!("id {v:?} is longer than {DISK_ID_MAX} bytes"))
                 }
-                ("cache", Some("writeback")) => cache = CacheMode::Writeback,
-                ("cache", Some("direct")) => cache = CacheMode::Direct,
+                ("cache", Some("writeback")) => cache = Some(CacheMode::Writeback),
+                ("cache", Some("direct")) => cache = Some(CacheMode::Direct),
+                ("passthrough", None) => mode = DiskMode::Passthrough(InUse::Refuse),
                 ("cache", Some(v)) => {
                     return Err(format!("unknown cache mode {v:?} (writeback, direct)"))
                 }
                 _ => {
                     return Err(format!(
-                        "unexpected {key:?} (path=P[,ro][,id=SERIAL][,cache=writeback|direct])"
+                        "unexpected {key:?} \
+                         (path=P[,ro][,id=SERIAL][,cache=writeback|direct][,passthrough])"
                     ))
                 }
             }
         }
         let path = path.ok_or("missing path=")?;
+        let cache = match (mode, cache) {
+            (DiskMode::Passthrough(_), Some(CacheMode::Writeback)) => {
+                return Err(
+                    "passthrough bypasses the host page cache: drop cache=writeback".to_string(),
+                )
+            }
+            (DiskMode::Passthrough(_), _) => CacheMode::Direct,
+            (DiskMode::Emulated, cache) => cache.unwrap_or_default(),
+        };
         Ok(DiskConfig {
             path,
             access,
             id,
             cache,
+            mode,
         })
     }
 }
@@ -170,6 +208,17 @@ mod tests {
             (d.access, d.cache, d.id),
             (Access::ReadWrite, CacheMode::Writeback, None)
         );
+    }
+
+    #[test]
+    fn passthrough_means_direct_and_refuses_the_page_cache() {
+        let d: DiskConfig = "path=/dev/loop3,passthrough,ro".parse().unwrap();
+        assert_eq!(d.mode, DiskMode::Passthrough(InUse::Refuse));
+        assert_eq!((d.access, d.cache), (Access::ReadOnly, CacheMode::Direct));
+        let err = "path=/dev/loop3,passthrough,cache=writeback"
+            .parse::<DiskConfig>()
+            .unwrap_err();
+        assert!(err.contains("drop cache=writeback"), "{err}");
     }
 
     #[test]
