@@ -83,6 +83,8 @@ fn the_guest_sees_the_host_devices_block_sizes_and_capacity() {
         let out = flint_run(&[
             "--passthrough",
             &disk.dev,
+            "--boot-report",
+            "-",
             "--cmdline",
             "probe.virtio=1 probe.blk-topology=1 probe.blk-misaligned=1",
         ]);
@@ -109,6 +111,9 @@ fn the_guest_sees_the_host_devices_block_sizes_and_capacity() {
             "probe: virtio-blk dev=1 misaligned write=0 read=0 match=1",
             "{sector}-byte sectors"
         );
+        // Those two requests, and only those, went through the bounce buffer.
+        let report = out.stdout.lines().last().unwrap_or_default();
+        assert_eq!(json_u64(report, "bounced"), 2, "{report}");
     }
 }
 

@@ -29,8 +29,8 @@ use crate::kvm::cpuid::SupportedCpuid;
 use crate::kvm::irq;
 use crate::kvm::vcpu::{spawn_vcpu, VcpuShared};
 use crate::kvm::vm;
-use crate::mmio_bus::{self, MmioDevices};
-use crate::report::{BootTimeline, Phase};
+use crate::mmio_bus::{self, BlockTransport, MmioDevices};
+use crate::report::{BootTimeline, DiskStats, Phase};
 
 /// A step of building or running the VM failed.
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +106,8 @@ pub struct Finished {
     pub outcome: VmOutcome,
     /// Whether the guest's console output ended with a newline (or was empty).
     pub output_ends_line: bool,
+    /// What each disk counted.
+    pub disks: Vec<DiskStats>,
 }
 
 /// A VM ready to run.
@@ -118,6 +120,7 @@ pub struct Vm {
     ring: SharedRing,
     pio: Arc<Bus>,
     control: Arc<VmControl>,
+    disks: Vec<(String, BlockTransport)>,
     /// What the boot preparation did.
     pub boot: PreparedBoot,
 }
@@ -155,6 +158,7 @@ pub fn build(cfg: &RunConfig, timeline: Arc<BootTimeline>) -> Result<Vm, BuildEr
         slots,
         console,
         sources,
+        disks,
     } = mmio_bus::build(cfg, &vm_fd, &mem, timeline.clone())?;
     let shared = Arc::new(VcpuShared {
         kvm: kvm.clone(),
@@ -192,6 +196,7 @@ pub fn build(cfg: &RunConfig, timeline: Arc<BootTimeline>) -> Result<Vm, BuildEr
         boot,
         ring,
         pio,
+        disks,
     })
 }
 
@@ -339,6 +344,7 @@ impl Vm {
             control,
             ring,
             pio,
+            disks,
             ..
         } = self;
         // The VM and its memory live until the process exits; nothing is
@@ -350,9 +356,21 @@ impl Vm {
         replay();
         let mut serial = serial.lock().unwrap_or_else(|p| p.into_inner());
         serial.flush_output();
+        let disks = disks
+            .into_iter()
+            .map(|(path, transport)| {
+                let t = transport.lock().unwrap_or_else(|p| p.into_inner());
+                DiskStats {
+                    path,
+                    bounced: t.device().bounced(),
+                    io_errors: t.device().io_errors(),
+                }
+            })
+            .collect();
         Ok(Finished {
             outcome,
             output_ends_line: serial.at_line_start(),
+            disks,
         })
     }
 }

@@ -46,11 +46,11 @@ fn run(args: RunArgs, main_entered: u64, start: Instant) -> u8 {
     };
     let format = vm.boot.format.name();
     let deadline = cfg.timeout.map(|t| start + t);
-    let (outcome, output_ends_line) = {
+    let (outcome, output_ends_line, disks) = {
         let _terminal = vmm::terminal::enter_raw_mode();
         match vm.run(deadline) {
-            Ok(done) => (done.outcome, done.output_ends_line),
-            Err(e) => (VmOutcome::HostError(e.to_string()), true),
+            Ok(done) => (done.outcome, done.output_ends_line, done.disks),
+            Err(e) => (VmOutcome::HostError(e.to_string()), true, Vec::new()),
         }
     };
     match &outcome {
@@ -74,6 +74,7 @@ fn run(args: RunArgs, main_entered: u64, start: Instant) -> u8 {
             kernel: &kernel,
             kernel_format: format,
             outcome: &outcome,
+            disks: &disks,
         });
         if let Err(e) = write_report(sink, &json, output_ends_line) {
             eprintln!("flint: error: cannot write the boot report: {e}");

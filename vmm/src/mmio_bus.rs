@@ -42,7 +42,12 @@ pub struct MmioDevices {
     pub console: Option<VirtioConsole>,
     /// Queue notifications and backend fds for the event loop.
     pub sources: Vec<EventSource>,
+    /// The disks, with their `--disk` paths, for the report's counters.
+    pub disks: Vec<(String, BlockTransport)>,
 }
+
+/// A virtio-blk device behind its transport.
+pub type BlockTransport = Arc<Mutex<MmioTransport<Block<FileBackend>>>>;
 
 /// Build the bus for `cfg`.
 pub fn build(
@@ -72,6 +77,7 @@ pub fn build(
             slots: Vec::new(),
             console: None,
             sources: Vec::new(),
+            disks: Vec::new(),
         },
     };
     if matches!(cfg.console, ConsoleMode::Virtio | ConsoleMode::Both) {
@@ -80,6 +86,8 @@ pub fn build(
     }
     for disk in &cfg.disks {
         let (slot, transport) = a.add(block_device(disk)?)?;
+        let path = disk.path.display().to_string();
+        a.out.disks.push((path, transport.clone()));
         a.out
             .sources
             .extend(virtio::completion_source(transport, slot));

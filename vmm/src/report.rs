@@ -167,6 +167,17 @@ impl BootTimeline {
             let sep = if i == 0 { "" } else { "," };
             let _ = write!(out, "{sep}{{\"guest_ns\":{guest},\"host_ns\":{host}}}");
         }
+        out.push_str("],\"disks\":[");
+        for (i, d) in info.disks.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            let _ = write!(
+                out,
+                "{sep}{{\"path\":{},\"bounced\":{},\"io_errors\":{}}}",
+                json_string(&d.path),
+                d.bounced,
+                d.io_errors
+            );
+        }
         let _ = write!(out, "],\"peak_rss_kib\":{}}}", peak_rss_kib());
         out
     }
@@ -180,6 +191,19 @@ pub struct ReportInfo<'a> {
     pub kernel_format: &'a str,
     /// How the VM ended.
     pub outcome: &'a VmOutcome,
+    /// Per-disk counters, in bus order.
+    pub disks: &'a [DiskStats],
+}
+
+/// What a virtio-blk disk counted during the run.
+#[derive(Clone, Debug, Default)]
+pub struct DiskStats {
+    /// The `--disk` path.
+    pub path: String,
+    /// Requests staged through the bounce buffer (misaligned for O_DIRECT).
+    pub bounced: u64,
+    /// Host I/O failures answered with IOERR.
+    pub io_errors: u64,
 }
 
 fn json_string(s: &str) -> String {
@@ -233,7 +257,16 @@ mod tests {
             kernel: "a\"b",
             kernel_format: "pvh-elf",
             outcome: &outcome,
+            disks: &[DiskStats {
+                path: "/dev/loop9".into(),
+                bounced: 3,
+                io_errors: 0,
+            }],
         });
+        assert!(
+            json.contains("\"disks\":[{\"path\":\"/dev/loop9\",\"bounced\":3,\"io_errors\":0}]"),
+            "{json}"
+        );
         assert!(json.contains("\"main_entered\":1000"), "{json}");
         assert!(json.contains("\"guest_exit\":2.0"), "{json}");
         assert!(!json.contains("boot_complete"), "{json}");
