@@ -15,7 +15,7 @@ use super::{percentile, rdtsc};
 mod workload;
 
 /// `flint run ARGS...` with flint's own binary; its stdout.
-fn probe_stdout(args: &[&str]) -> Result<String, String> {
+pub(super) fn probe_stdout(args: &[&str]) -> Result<String, String> {
     let me = std::env::current_exe().map_err(|e| format!("cannot find flint's own binary: {e}"))?;
     let out = Command::new(me)
         .arg("run")
@@ -122,17 +122,17 @@ pub(super) fn console_figure(kib: u64) {
 }
 
 /// Request sizes of the block figure (as the probe's `probe.blk-bench`).
-const BLK_SIZES: [usize; 3] = [8 << 10, 16 << 10, 1 << 20];
+pub(super) const BLK_SIZES: [usize; 3] = [8 << 10, 16 << 10, 1 << 20];
 
 /// Write then read rates (bytes per second) for one request size.
 #[derive(Clone, Copy)]
-struct Rates {
-    write: f64,
-    read: f64,
+pub(super) struct Rates {
+    pub(super) write: f64,
+    pub(super) read: f64,
 }
 
 /// Queue depths of the guest side of the block figure.
-const BLK_DEPTHS: [u64; 2] = [1, 32];
+pub(super) const BLK_DEPTHS: [u64; 2] = [1, 32];
 
 /// The disk written and read back sequentially by the probe through
 /// flint's virtio-blk (`probe.blk-bench=1`) at queue depth 1 and 32, and
@@ -183,7 +183,7 @@ pub(super) fn blk_figure(mib: u64, dir: &Path) {
     }
 }
 
-type GuestRates = [Option<Rates>; 3];
+pub(super) type GuestRates = [Option<Rates>; 3];
 
 fn blk_rates(mib: u64, disk: &Path) -> Result<([GuestRates; 2], [Rates; 3]), String> {
     let err = |e: std::io::Error| format!("{}: {e}", disk.display());
@@ -207,16 +207,21 @@ fn blk_rates(mib: u64, disk: &Path) -> Result<([GuestRates; 2], [Rates; 3]), Str
 /// One probe run of `probe.blk-bench` at queue depth `depth`.
 fn guest_blk_rates(disk: &Path, depth: u64) -> Result<GuestRates, String> {
     let disk_arg = format!("path={}", disk.display());
+    flint_blk_rates(&["--disk", &disk_arg], depth)
+}
+
+/// `probe.blk-bench` at queue depth `depth` on the disk `disk_args` give
+/// flint (`--disk ...` or `--passthrough DEV`).
+pub(super) fn flint_blk_rates(disk_args: &[&str], depth: u64) -> Result<GuestRates, String> {
     let cmdline = format!("probe.virtio=1 probe.blk-bench=1 probe.blk-bench-qd={depth}");
-    let args = [
-        "--timeout",
-        "600",
-        "--disk",
-        &disk_arg,
-        "--cmdline",
-        &cmdline,
-    ];
-    let text = probe_stdout(&args)?;
+    let mut args = vec!["--timeout", "600"];
+    args.extend_from_slice(disk_args);
+    args.extend_from_slice(&["--cmdline", &cmdline]);
+    Ok(parse_blk_bench(&probe_stdout(&args)?))
+}
+
+/// Rates per request size from the probe's `blk-bench` lines.
+pub(super) fn parse_blk_bench(text: &str) -> GuestRates {
     let mut guest = [None; 3];
     for line in text.lines().filter(|l| l.starts_with("probe: blk-bench ")) {
         let num = |k: &str| -> Option<f64> { field(line, k)?.parse().ok() };
@@ -238,7 +243,7 @@ fn guest_blk_rates(disk: &Path, depth: u64) -> Result<GuestRates, String> {
             }
         }
     }
-    Ok(guest)
+    guest
 }
 
 /// The same sequential passes natively: pwrite + fdatasync, then pread.

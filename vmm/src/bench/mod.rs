@@ -14,9 +14,11 @@ use std::time::Instant;
 
 use crate::exit::EXIT_FLINT_ERROR;
 
+mod disk;
 mod figures;
 mod net;
 
+use disk::disk_figure;
 use figures::{blk_figure, clock_figure, console_figure, cpu_figure};
 use net::net_figure;
 
@@ -62,6 +64,11 @@ pub struct BenchArgs {
     /// 0 skips it.
     #[arg(long, value_name = "S", default_value_t = 10)]
     pub clock_seconds: u64,
+    /// MiB of the loop device for the passthrough disk table (native
+    /// O_DIRECT, flint passthrough, flint file-backed, QEMU), queue depth
+    /// 1 and 32; needs root; 0 (the default) skips it.
+    #[arg(long, value_name = "MiB", default_value_t = 0)]
+    pub disk_mib: u64,
 }
 
 /// One kind of process the benchmark launches.
@@ -135,6 +142,9 @@ fn bench(args: &BenchArgs) -> Result<(), String> {
     }
     if args.blk_mib > 0 {
         blk_figure(args.blk_mib, &dir);
+    }
+    if args.disk_mib > 0 {
+        disk_figure(args.disk_mib, &dir, &probe, qemu_path(args).as_deref());
     }
     if args.clock_seconds > 0 {
         clock_figure(args.clock_seconds);
