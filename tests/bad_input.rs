@@ -121,3 +121,15 @@ fn unknown_option_is_reported() {
     let out = flint_run(&["--frobnicate"]);
     assert_flint_error(&out, &["--frobnicate"]);
 }
+
+#[test]
+fn unwritable_boot_report_path_is_named_before_the_guest_runs() {
+    let out = flint_run(&[
+        "--boot-report",
+        "/nonexistent/report.json",
+        "--cmdline",
+        "probe.exit=7",
+    ]);
+    assert_flint_error(&out, &["--boot-report /nonexistent/report.json"]);
+    assert!(!out.stdout.contains("probe:"), "the guest ran: {out}");
+}

@@ -111,7 +111,19 @@ pub struct RunArgs {
     /// test a guest's bus enumeration.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub placeholder_devices: usize,
+    /// System-call filters on flint's threads: kill, log or off.
+    #[arg(long, value_name = "MODE", default_value = "kill", long_help = SECCOMP_HELP)]
+    pub seccomp: seccomp::Mode,
 }
+
+const SECCOMP_HELP: &str = "\
+System-call filters on flint's threads (seccomp), one allow-list per thread
+kind (event loop, vCPU, cpuid), installed before the guest runs:
+  kill  a call off the list kills flint (SIGSYS; exit status 159 from a shell)
+  log   a call off the list is allowed and logged to the kernel log
+        (dmesg: audit type=1326 ... comm=\"vcpu0\" syscall=N), to find
+        a missing entry without losing the run
+  off   no filters";
 
 /// A user error in the options; the message names the option and value.
 #[derive(Debug, thiserror::Error)]
@@ -188,6 +200,7 @@ impl TryFrom<RunArgs> for RunConfig {
             console: args.console,
             disks: args.disk,
             nets: args.net,
+            seccomp: args.seccomp,
         })
     }
 }
@@ -241,6 +254,20 @@ mod tests {
             }
         );
         assert!(cfg.timeout.is_none() && cfg.boot_report.is_none());
+        assert_eq!(cfg.seccomp, seccomp::Mode::Kill);
+    }
+
+    #[test]
+    fn seccomp_takes_its_three_modes_and_refuses_others_by_name() {
+        for (name, mode) in [
+            ("kill", seccomp::Mode::Kill),
+            ("log", seccomp::Mode::Log),
+            ("off", seccomp::Mode::Off),
+        ] {
+            assert_eq!(args(&["--seccomp", name]).unwrap().seccomp, mode);
+        }
+        let err = Cli::try_parse_from(["flint", "run", "--seccomp", "bogus"]).unwrap_err();
+        assert!(err.to_string().contains("bogus"), "{err}");
     }
 
     #[test]
