@@ -7,6 +7,8 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 
 use common::netns::Netns;
@@ -131,6 +133,56 @@ fn every_thread_runs_filtered_unless_seccomp_is_off() {
     assert_eq!(thread_modes_while_running("kill"), filtered("2"));
     assert_eq!(thread_modes_while_running("log"), filtered("2"));
     assert_eq!(thread_modes_while_running("off"), filtered("0"));
+}
+
+/// A pseudo-terminal: (master, slave).
+fn pty() -> (OwnedFd, OwnedFd) {
+    let (mut master, mut slave) = (-1, -1);
+    let (name, tio, size) = (std::ptr::null_mut(), std::ptr::null(), std::ptr::null());
+    // SAFETY: two valid out-pointers; no name, mode or window size.
+    let r = unsafe { libc::openpty(&mut master, &mut slave, name, tio, size) };
+    assert_eq!(r, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: openpty returned two new descriptors that nothing else owns.
+    unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) }
+}
+
+fn local_flags(fd: &OwnedFd) -> libc::tcflag_t {
+    // SAFETY: an all-zero termios is valid, and tcgetattr fills it.
+    let mut tio: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid descriptor and termios pointer.
+    assert_eq!(unsafe { libc::tcgetattr(fd.as_raw_fd(), &mut tio) }, 0);
+    tio.c_lflag
+}
+
+#[test]
+fn sigterm_on_a_terminal_restores_its_mode_under_seccomp_kill() {
+    require_kvm();
+    let (_master, slave) = pty();
+    let cooked = libc::ICANON | libc::ECHO;
+    assert_eq!(local_flags(&slave) & cooked, cooked);
+    let mut child = Command::new(flint_bin())
+        .args(["run", "--timeout", "30", "--seccomp", "kill"])
+        .args(["--cmdline", "probe.echo=1"])
+        .stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn flint");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.starts_with("probe: echo ready") {
+        line.clear();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "flint ended early"
+        );
+    }
+    assert_eq!(local_flags(&slave) & cooked, 0, "raw mode while running");
+    // SAFETY: signals our own child.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGTERM), "{status:?}");
+    assert_eq!(local_flags(&slave) & cooked, cooked, "mode not restored");
 }
 
 #[test]

@@ -16,7 +16,7 @@
 use crate::ioctls::{
     BLKDISCARD, BLKZEROOUT, KVM_GET_REGS, KVM_GET_SREGS, KVM_GET_SUPPORTED_CPUID,
     KVM_REGISTER_COALESCED_MMIO, KVM_RUN, KVM_SET_GSI_ROUTING, KVM_SET_REGS, KVM_SET_SREGS,
-    KVM_TRANSLATE, KVM_UNREGISTER_COALESCED_MMIO, TCSETS, TUNSETOFFLOAD,
+    KVM_TRANSLATE, KVM_UNREGISTER_COALESCED_MMIO, TCGETS, TCSETS, TUNSETOFFLOAD,
 };
 use crate::rules::Allow::{self, *};
 use libc::*;
@@ -67,8 +67,10 @@ pub const EVENT_LOOP: &[Allow] = &[
     Call(SYS_close),
     // fcntl(F_GETFD): Rust's debug builds check a descriptor is open before closing it.
     ArgEq(SYS_fcntl, 1, F_GETFD as u32),
-    // Restoring stdin's terminal mode (terminal.rs).
+    // Restoring stdin's terminal mode (terminal.rs): glibc's tcsetattr
+    // reads the mode back after setting it.
     IoctlOn(STDIN_FILENO, TCSETS),
+    IoctlOn(STDIN_FILENO, TCGETS),
     // The exit (teardown.rs): the reaper's stack is mmap above; getpid
     // names the parent; clone with the reaper's flags only; exit_group.
     Call(SYS_getpid),
@@ -134,8 +136,10 @@ pub const VCPU: &[Allow] = &[
     ArgEq(SYS_fcntl, 1, F_GETFD as u32),
     Call(SYS_sigaltstack),
     Call(SYS_exit),
-    // Fatal paths, when a signal lands on this thread or it aborts (see EVENT_LOOP).
+    // Fatal paths, when a signal lands on this thread or it aborts (see
+    // EVENT_LOOP), and the panic hook: restoring the terminal mode.
     IoctlOn(STDIN_FILENO, TCSETS),
+    IoctlOn(STDIN_FILENO, TCGETS),
     Call(SYS_rt_sigaction),
     Call(SYS_rt_sigprocmask),
     Call(SYS_rt_sigreturn),
@@ -163,6 +167,7 @@ pub const CPUID: &[Allow] = &[
     Call(SYS_exit),
     // Fatal paths (see EVENT_LOOP).
     IoctlOn(STDIN_FILENO, TCSETS),
+    IoctlOn(STDIN_FILENO, TCGETS),
     Call(SYS_rt_sigaction),
     Call(SYS_rt_sigprocmask),
     Call(SYS_rt_sigreturn),

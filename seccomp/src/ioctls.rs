@@ -60,7 +60,9 @@ pub const KVM_SET_SREGS: u32 = iow(KVMIO, 0x84, 312);
 /// `_IOWR(KVMIO, 0x85, struct kvm_translation)` (24 bytes).
 pub const KVM_TRANSLATE: u32 = iowr(KVMIO, 0x85, 24);
 
-/// TCSETS (asm-generic/ioctls.h): set the terminal mode now.
+/// TCGETS (asm-generic/ioctls.h): read the terminal mode.
+pub const TCGETS: u32 = 0x5401;
+/// TCSETS: set the terminal mode now.
 pub const TCSETS: u32 = 0x5402;
 
 /// `_IOW('T', 208, unsigned int)`: TUNSETOFFLOAD.
@@ -85,7 +87,7 @@ mod tests {
         assert_eq!(KVM_SET_GSI_ROUTING, 0x4008_AE6A);
         assert_eq!(KVM_REGISTER_COALESCED_MMIO, 0x4010_AE67);
         assert_eq!(TUNSETOFFLOAD, libc::TUNSETOFFLOAD as u32);
-        assert_eq!(TCSETS, libc::TCSETS as u32);
+        assert_eq!((TCGETS, TCSETS), (libc::TCGETS as u32, libc::TCSETS as u32));
         assert_eq!((BLKDISCARD, BLKZEROOUT), (0x1277, 0x127f));
     }
 }

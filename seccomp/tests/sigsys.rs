@@ -241,6 +241,29 @@ fn no_filter_maps_executable_memory() {
 }
 
 #[test]
+fn an_abort_still_ends_in_sigabrt_not_sigsys() {
+    // A panic in a release build (panic = "abort") takes this path.
+    for kind in ThreadKind::ALL {
+        let filter = kill_filter(kind);
+        let no_core = || {
+            let zero = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            // SAFETY: a valid rlimit; the child leaves no core file behind.
+            unsafe { libc::setrlimit(libc::RLIMIT_CORE, &zero) };
+        };
+        // SAFETY: ends the child.
+        let abort = || unsafe { libc::abort() };
+        assert_eq!(
+            in_child_after(no_core, &filter, abort),
+            End::Signaled(libc::SIGABRT),
+            "{kind:?}"
+        );
+    }
+}
+
+#[test]
 fn log_mode_lets_a_call_off_the_list_through() {
     let filter = Filter::new(ThreadKind::Vcpu, Mode::Log).unwrap();
     let body = || if socket() >= 0 { OK } else { WRONG };
