@@ -14,7 +14,7 @@ use guest_boot::layout::{self, VirtioMmioSlot};
 use guest_boot::{BootPlan, BootSpec, InitrdImage, PreparedBoot};
 use kvm_ioctls::{Kvm, VmFd};
 use vm_memory::GuestMemoryMmap;
-use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+use vmm_sys_util::eventfd::{EventFd, EFD_CLOEXEC, EFD_NONBLOCK};
 
 use crate::config::devices::ConsoleMode;
 use crate::config::{KernelSource, RunConfig};
@@ -273,7 +273,7 @@ fn legacy_bus(
     control: &Arc<VmControl>,
 ) -> Result<(Bus, Arc<Mutex<SerialDevice>>), BuildError> {
     let with_uart = matches!(cfg.console, ConsoleMode::Serial | ConsoleMode::Both);
-    let irq_evt = EventFd::new(EFD_NONBLOCK).map_err(BuildError::EventFd)?;
+    let irq_evt = EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC).map_err(BuildError::EventFd)?;
     if with_uart {
         vm_fd
             .register_irqfd(&irq_evt, layout::SERIAL_IRQ)
