@@ -1,6 +1,7 @@
 //! Process hygiene of a running flint, read from /proc while the probe
 //! waits for console input: every descriptor flint opened is closed on
-//! exec. (The seccomp filters have tests/seccomp.rs.)
+//! exec, and guest RAM is left out of core dumps. (The seccomp filters
+//! have tests/seccomp.rs.)
 
 mod common;
 
@@ -98,4 +99,25 @@ fn every_descriptor_flint_opens_is_closed_on_exec() {
     // KVM, the VM, its vCPU, eventfds, the disk and its io_uring, epoll, the report.
     assert!(count >= 8, "only {count} descriptors: is this flint?");
     assert!(leaks.is_empty(), "not close-on-exec: {leaks:?}");
+}
+
+#[test]
+fn guest_ram_is_left_out_of_core_dumps() {
+    require_kvm();
+    // 64 MiB of RAM: one mapping of exactly that size.
+    let flags = while_running(&["--mem", "64"], |pid| {
+        let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap();
+        let mut in_ram = false;
+        let mut flags = None;
+        for l in smaps.lines() {
+            if let Some(size) = l.strip_prefix("Size:") {
+                in_ram = size.trim() == "65536 kB";
+            } else if let Some(f) = l.strip_prefix("VmFlags:").filter(|_| in_ram) {
+                flags = Some(f.trim().to_string());
+            }
+        }
+        flags
+    });
+    let flags = flags.expect("no 64 MiB mapping in /proc/PID/smaps");
+    assert!(flags.split(' ').any(|f| f == "dd"), "VmFlags: {flags}");
 }
