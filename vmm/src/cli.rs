@@ -64,7 +64,7 @@ pub struct RunArgs {
         "Kernel command line, appended to the defaults: \"", 
         "console=ttyS0 reboot=k panic=-1", "\"; the virtio-mmio device list follows unless --no-cmdline-devices"))]
     pub cmdline: String,
-    /// Guest RAM in MiB; beyond 3072 MiB RAM continues above 4 GiB.
+    /// Guest RAM in MiB, at most the host's; beyond 3072 MiB RAM continues above 4 GiB.
     #[arg(long, value_name = "MiB", default_value_t = 128)]
     pub mem: u64,
     /// Number of vCPUs (1-254).
@@ -131,6 +131,14 @@ pub enum CliError {
     /// `--mem` out of range.
     #[error("--mem {0}: guest RAM must be between {MIN_MEM_MIB} and {MAX_MEM_MIB} MiB")]
     Mem(u64),
+    /// `--mem` more than the host has.
+    #[error("--mem {mem}: more than this host's RAM ({host} MiB, MemTotal in /proc/meminfo)")]
+    MemAboveHost {
+        /// The value given, in MiB.
+        mem: u64,
+        /// The host's RAM in MiB.
+        host: u64,
+    },
     /// `--vcpus` out of range.
     #[error("--vcpus {0}: must be between 1 and 254")]
     Vcpus(u16),
@@ -157,6 +165,12 @@ impl TryFrom<RunArgs> for RunConfig {
     fn try_from(args: RunArgs) -> Result<Self, CliError> {
         if !(MIN_MEM_MIB..=MAX_MEM_MIB).contains(&args.mem) {
             return Err(CliError::Mem(args.mem));
+        }
+        if let Some(host) = host_ram_mib().filter(|&host| args.mem > host) {
+            return Err(CliError::MemAboveHost {
+                mem: args.mem,
+                host,
+            });
         }
         let vcpus = u8::try_from(args.vcpus)
             .ok()
@@ -208,6 +222,18 @@ impl TryFrom<RunArgs> for RunConfig {
 /// The default command line, for `--help` and the README.
 pub fn default_cmdline() -> &'static str {
     DEFAULT_CMDLINE
+}
+
+/// The host's RAM in MiB (None if /proc/meminfo cannot tell: no check).
+fn host_ram_mib() -> Option<u64> {
+    mem_total_mib(&std::fs::read_to_string("/proc/meminfo").ok()?)
+}
+
+/// MemTotal out of /proc/meminfo's text ("MemTotal:  24684092 kB"), in MiB.
+fn mem_total_mib(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find_map(|l| l.strip_prefix("MemTotal:"))?;
+    let kib: u64 = line.trim().strip_suffix("kB")?.trim().parse().ok()?;
+    Some(kib / 1024)
 }
 
 fn parse_level(s: &str) -> Result<log::LevelFilter, String> {
@@ -268,6 +294,24 @@ mod tests {
         }
         let err = Cli::try_parse_from(["flint", "run", "--seccomp", "bogus"]).unwrap_err();
         assert!(err.to_string().contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn mem_total_is_read_from_meminfo_in_mib() {
+        let text = "MemFree:  100 kB\nMemTotal:       24684092 kB\nMemAvailable: 5 kB\n";
+        assert_eq!(mem_total_mib(text), Some(24105));
+        assert_eq!(mem_total_mib("MemTotal: lots\n"), None);
+        assert_eq!(mem_total_mib(""), None);
+    }
+
+    #[test]
+    fn more_guest_ram_than_the_host_has_is_refused() {
+        let host = host_ram_mib().expect("/proc/meminfo");
+        let mem = (host + 1).to_string();
+        assert!(matches!(
+            args(&["--mem", &mem]),
+            Err(CliError::MemAboveHost { host: h, .. }) if h == host
+        ));
     }
 
     #[test]
