@@ -141,7 +141,8 @@ fn create(shared: &VcpuShared, id: u8) -> Result<VcpuFd, VcpuError> {
 /// it first if no other vCPU thread has.
 fn install_filter(shared: &VcpuShared) -> Result<(), VcpuError> {
     let filter = shared.filter.get_or_init(|| {
-        seccomp::Filter::new(seccomp::ThreadKind::Vcpu, shared.seccomp).map_err(|e| e.to_string())
+        seccomp::Filter::new(seccomp::ThreadKind::Vcpu, shared.seccomp)
+            .map_err(|e| crate::exit::error_chain(&e))
     });
     let filter = filter.as_ref().map_err(|e| VcpuError::Seccomp(e.clone()))?;
     filter
