@@ -121,3 +121,30 @@ fn unknown_option_is_reported() {
     let out = flint_run(&["--frobnicate"]);
     assert_flint_error(&out, &["--frobnicate"]);
 }
+
+#[test]
+fn unwritable_boot_report_path_is_named_before_the_guest_runs() {
+    let out = flint_run(&[
+        "--boot-report",
+        "/nonexistent/report.json",
+        "--cmdline",
+        "probe.exit=7",
+    ]);
+    assert_flint_error(&out, &["--boot-report /nonexistent/report.json"]);
+    assert!(!out.stdout.contains("probe:"), "the guest ran: {out}");
+}
+
+#[test]
+fn more_memory_than_the_host_has_is_refused_naming_both() {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let kib: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("MemTotal in /proc/meminfo");
+    let host = kib / 1024;
+    let mem = (host + 1).to_string();
+    let out = flint_run(&["--mem", &mem]);
+    assert_flint_error(&out, &[&format!("--mem {mem}"), &format!("{host} MiB")]);
+}

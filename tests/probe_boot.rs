@@ -55,6 +55,7 @@ fn boot_report_records_every_phase_in_order() {
         "vm_created",
         "memory_ready",
         "kernel_loaded",
+        "seccomp_installed",
         "first_kvm_run",
         "first_serial_byte",
         "boot_complete",

@@ -2,6 +2,8 @@
 //! safety timeout, capture its output, parse the probe's report lines.
 #![allow(dead_code)]
 
+pub mod netns;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 
 use virtio_bindings::virtio_mmio::{VIRTIO_MMIO_INT_CONFIG, VIRTIO_MMIO_INT_VRING};
-use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+use vmm_sys_util::eventfd::{EventFd, EFD_CLOEXEC, EFD_NONBLOCK};
 
 /// What a notification tells the driver.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,7 +65,7 @@ impl IrqfdInterrupt {
     pub fn new() -> io::Result<Self> {
         Ok(IrqfdInterrupt {
             interrupt_status: AtomicU32::new(0),
-            eventfd: EventFd::new(EFD_NONBLOCK)?,
+            eventfd: EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC)?,
         })
     }
 

@@ -66,7 +66,7 @@ pub struct RunArgs {
         "Kernel command line, appended to the defaults: \"", 
         "console=ttyS0 reboot=k panic=-1", "\"; the virtio-mmio device list follows unless --no-cmdline-devices"))]
     pub cmdline: String,
-    /// Guest RAM in MiB; beyond 3072 MiB RAM continues above 4 GiB.
+    /// Guest RAM in MiB, at most the host's; beyond 3072 MiB RAM continues above 4 GiB.
     #[arg(long, value_name = "MiB", default_value_t = 128)]
     pub mem: u64,
     /// Number of vCPUs (1-254).
@@ -128,7 +128,19 @@ pub struct RunArgs {
     /// test a guest's bus enumeration.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub placeholder_devices: usize,
+    /// System-call filters on flint's threads: kill, log or off.
+    #[arg(long, value_name = "MODE", default_value = "kill", long_help = SECCOMP_HELP)]
+    pub seccomp: seccomp::Mode,
 }
+
+const SECCOMP_HELP: &str = "\
+System-call filters on flint's threads (seccomp), one allow-list per thread
+kind (event loop, vCPU, cpuid), installed before the guest runs:
+  kill  a call off the list kills flint (SIGSYS; exit status 159 from a shell)
+  log   a call off the list is allowed and logged to the kernel log
+        (dmesg: audit type=1326 ... comm=\"vcpu0\" syscall=N), to find
+        a missing entry without losing the run
+  off   no filters";
 
 /// A user error in the options; the message names the option and value.
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +148,14 @@ pub enum CliError {
     /// `--mem` out of range.
     #[error("--mem {0}: guest RAM must be between {MIN_MEM_MIB} and {MAX_MEM_MIB} MiB")]
     Mem(u64),
+    /// `--mem` more than the host has.
+    #[error("--mem {mem}: more than this host's RAM ({host} MiB, MemTotal in /proc/meminfo)")]
+    MemAboveHost {
+        /// The value given, in MiB.
+        mem: u64,
+        /// The host's RAM in MiB.
+        host: u64,
+    },
     /// `--vcpus` out of range.
     #[error("--vcpus {0}: must be between 1 and 254")]
     Vcpus(u16),
@@ -162,6 +182,12 @@ impl TryFrom<RunArgs> for RunConfig {
     fn try_from(args: RunArgs) -> Result<Self, CliError> {
         if !(MIN_MEM_MIB..=MAX_MEM_MIB).contains(&args.mem) {
             return Err(CliError::Mem(args.mem));
+        }
+        if let Some(host) = host_ram_mib().filter(|&host| args.mem > host) {
+            return Err(CliError::MemAboveHost {
+                mem: args.mem,
+                host,
+            });
         }
         let vcpus = u8::try_from(args.vcpus)
             .ok()
@@ -205,6 +231,7 @@ impl TryFrom<RunArgs> for RunConfig {
             console: args.console,
             disks: disks(args.disk, args.passthrough, args.force),
             nets: args.net,
+            seccomp: args.seccomp,
         })
     }
 }
@@ -234,6 +261,18 @@ fn disks(disk: Vec<DiskConfig>, passthrough: Vec<PathBuf>, force: bool) -> Vec<D
 /// The default command line, for `--help` and the README.
 pub fn default_cmdline() -> &'static str {
     DEFAULT_CMDLINE
+}
+
+/// The host's RAM in MiB (None if /proc/meminfo cannot tell: no check).
+fn host_ram_mib() -> Option<u64> {
+    mem_total_mib(&std::fs::read_to_string("/proc/meminfo").ok()?)
+}
+
+/// MemTotal out of /proc/meminfo's text ("MemTotal:  24684092 kB"), in MiB.
+fn mem_total_mib(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find_map(|l| l.strip_prefix("MemTotal:"))?;
+    let kib: u64 = line.trim().strip_suffix("kB")?.trim().parse().ok()?;
+    Some(kib / 1024)
 }
 
 fn parse_level(s: &str) -> Result<log::LevelFilter, String> {
@@ -280,6 +319,38 @@ mod tests {
             }
         );
         assert!(cfg.timeout.is_none() && cfg.boot_report.is_none());
+        assert_eq!(cfg.seccomp, seccomp::Mode::Kill);
+    }
+
+    #[test]
+    fn seccomp_takes_its_three_modes_and_refuses_others_by_name() {
+        for (name, mode) in [
+            ("kill", seccomp::Mode::Kill),
+            ("log", seccomp::Mode::Log),
+            ("off", seccomp::Mode::Off),
+        ] {
+            assert_eq!(args(&["--seccomp", name]).unwrap().seccomp, mode);
+        }
+        let err = Cli::try_parse_from(["flint", "run", "--seccomp", "bogus"]).unwrap_err();
+        assert!(err.to_string().contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn mem_total_is_read_from_meminfo_in_mib() {
+        let text = "MemFree:  100 kB\nMemTotal:       24684092 kB\nMemAvailable: 5 kB\n";
+        assert_eq!(mem_total_mib(text), Some(24105));
+        assert_eq!(mem_total_mib("MemTotal: lots\n"), None);
+        assert_eq!(mem_total_mib(""), None);
+    }
+
+    #[test]
+    fn more_guest_ram_than_the_host_has_is_refused() {
+        let host = host_ram_mib().expect("/proc/meminfo");
+        let mem = (host + 1).to_string();
+        assert!(matches!(
+            args(&["--mem", &mem]),
+            Err(CliError::MemAboveHost { host: h, .. }) if h == host
+        ));
     }
 
     #[test]

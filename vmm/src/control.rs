@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+use vmm_sys_util::eventfd::{EventFd, EFD_CLOEXEC, EFD_NONBLOCK};
 
 use crate::exit::VmOutcome;
 use crate::report::{BootTimeline, Phase};
@@ -24,7 +24,7 @@ impl VmControl {
         Ok(VmControl {
             outcome: Mutex::new(None),
             stopping: AtomicBool::new(false),
-            stop_evt: EventFd::new(EFD_NONBLOCK)?,
+            stop_evt: EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC)?,
             timeline,
         })
     }

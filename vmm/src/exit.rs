@@ -17,6 +17,22 @@ pub const EXIT_FLINT_ERROR: u8 = 125;
 /// Largest guest status passed through unchanged.
 pub const MAX_GUEST_STATUS: u8 = 122;
 
+/// `e`'s message followed by its causes, each once (a message that
+/// already quotes its cause does not repeat it).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !msg.contains(&text) {
+            msg.push_str(": ");
+            msg.push_str(&text);
+        }
+        source = s.source();
+    }
+    msg
+}
+
 /// Why the VM stopped.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum VmOutcome {

@@ -2,6 +2,7 @@
 //! report, and exit with a code that says how the guest ended.
 
 use std::io::Write as _;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
@@ -38,6 +39,11 @@ fn run(args: RunArgs, main_entered: u64, start: Instant) -> u8 {
         Ok(cfg) => cfg,
         Err(e) => return fail(&e),
     };
+    // Opened now: once the event loop's seccomp filter is on, flint opens no file.
+    let report_out = match cfg.boot_report.as_ref().map(ReportOut::open).transpose() {
+        Ok(out) => out,
+        Err(e) => return fail(&e),
+    };
     let timeline = Arc::new(BootTimeline::default());
     timeline.mark_at(Phase::MainEntered, main_entered);
     let vm = match vmm::builder::build(&cfg, timeline.clone()) {
@@ -65,7 +71,7 @@ fn run(args: RunArgs, main_entered: u64, start: Instant) -> u8 {
         }
         _ => {}
     }
-    if let Some(sink) = &cfg.boot_report {
+    if let Some(out) = report_out {
         let kernel = match &cfg.kernel {
             KernelSource::EmbeddedProbe => "embedded probe".to_string(),
             KernelSource::File(p) => p.display().to_string(),
@@ -76,7 +82,7 @@ fn run(args: RunArgs, main_entered: u64, start: Instant) -> u8 {
             outcome: &outcome,
             disks: &disks,
         });
-        if let Err(e) = write_report(sink, &json, output_ends_line) {
+        if let Err(e) = out.write(&json, output_ends_line) {
             eprintln!("flint: error: cannot write the boot report: {e}");
             vmm::teardown::exit_detached(EXIT_FLINT_ERROR);
         }
@@ -85,31 +91,42 @@ fn run(args: RunArgs, main_entered: u64, start: Instant) -> u8 {
     vmm::teardown::exit_detached(outcome.exit_code())
 }
 
-fn write_report(sink: &ReportSink, json: &str, output_ends_line: bool) -> std::io::Result<()> {
-    match sink {
-        ReportSink::Stdout => {
-            let mut out = std::io::stdout().lock();
-            // The report gets a line of its own even after a guest that did not end its last line.
-            let sep = if output_ends_line { "" } else { "\n" };
-            writeln!(out, "{sep}{json}")?;
-            out.flush()
+/// Where the boot report goes, already open.
+enum ReportOut {
+    Stdout,
+    File(std::fs::File, PathBuf),
+}
+
+impl ReportOut {
+    /// Create (or truncate) the report file now; stdout needs nothing.
+    fn open(sink: &ReportSink) -> std::io::Result<Self> {
+        match sink {
+            ReportSink::Stdout => Ok(ReportOut::Stdout),
+            ReportSink::File(path) => std::fs::File::create(path)
+                .map(|f| ReportOut::File(f, path.clone()))
+                .map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("--boot-report {}: {e}", path.display()))
+                }),
         }
-        ReportSink::File(path) => std::fs::write(path, format!("{json}\n"))
-            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
+    }
+
+    fn write(self, json: &str, output_ends_line: bool) -> std::io::Result<()> {
+        match self {
+            ReportOut::Stdout => {
+                let mut out = std::io::stdout().lock();
+                // The report gets a line of its own even after a guest that did not end its last line.
+                let sep = if output_ends_line { "" } else { "\n" };
+                writeln!(out, "{sep}{json}")?;
+                out.flush()
+            }
+            ReportOut::File(mut file, path) => file
+                .write_all(format!("{json}\n").as_bytes())
+                .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
+        }
     }
 }
 
 fn fail(e: &dyn std::error::Error) -> u8 {
-    let mut msg = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !msg.contains(&text) {
-            msg.push_str(": ");
-            msg.push_str(&text);
-        }
-        source = s.source();
-    }
-    eprintln!("flint: error: {msg}");
+    eprintln!("flint: error: {}", vmm::exit::error_chain(e));
     EXIT_FLINT_ERROR
 }

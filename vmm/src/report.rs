@@ -18,6 +18,9 @@ pub enum Phase {
     MemoryReady,
     /// Kernel, initrd, boot info and ACPI written.
     KernelLoaded,
+    /// The event loop's system-call filter installed (with `--seccomp
+    /// off`, the point where it would be); the boot vCPU may start.
+    SeccompInstalled,
     /// First `KVM_RUN` issued.
     FirstKvmRun,
     /// First byte the guest wrote to the UART.
@@ -28,11 +31,12 @@ pub enum Phase {
     GuestExit,
 }
 
-const PHASES: [(Phase, &str); 8] = [
+const PHASES: [(Phase, &str); 9] = [
     (Phase::MainEntered, "main_entered"),
     (Phase::VmCreated, "vm_created"),
     (Phase::MemoryReady, "memory_ready"),
     (Phase::KernelLoaded, "kernel_loaded"),
+    (Phase::SeccompInstalled, "seccomp_installed"),
     (Phase::FirstKvmRun, "first_kvm_run"),
     (Phase::FirstSerialByte, "first_serial_byte"),
     (Phase::BootComplete, "boot_complete"),

@@ -20,7 +20,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use io_uring::{opcode, squeue, types, IoUring};
 use log::error;
 use vm_memory::{GuestMemory, GuestMemoryMmap, Permissions};
-use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+use vmm_sys_util::eventfd::{EventFd, EFD_CLOEXEC, EFD_NONBLOCK};
 
 use super::request::{Reply, Segment};
 use super::SEG_MAX;
@@ -91,7 +91,7 @@ impl UringEngine {
     /// eventfd on every completion.
     pub(super) fn new(entries: u16) -> io::Result<Self> {
         let ring = IoUring::new(entries.into())?;
-        let eventfd = EventFd::new(EFD_NONBLOCK)?;
+        let eventfd = EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC)?;
         ring.submitter().register_eventfd(eventfd.as_raw_fd())?;
         let slots = (0..entries)
             .map(|_| Slot {

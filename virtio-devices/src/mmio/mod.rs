@@ -22,7 +22,7 @@ use log::debug;
 use virtio_bindings::virtio_config::VIRTIO_CONFIG_S_NEEDS_RESET;
 use virtio_bindings::virtio_mmio as regs;
 use vm_memory::GuestMemoryMmap;
-use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+use vmm_sys_util::eventfd::{EventFd, EFD_CLOEXEC, EFD_NONBLOCK};
 
 use crate::device::{DeviceError, VirtioDevice};
 use crate::interrupt::VirtioInterrupt;
@@ -110,7 +110,9 @@ impl<D: VirtioDevice> MmioTransport<D> {
                 return Err(TransportError::QueueMaxSize { index, size });
             }
             queues.push(QueueConfig::new(size));
-            queue_events.push(EventFd::new(EFD_NONBLOCK).map_err(TransportError::QueueEvent)?);
+            queue_events.push(
+                EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC).map_err(TransportError::QueueEvent)?,
+            );
         }
         Ok(MmioTransport {
             device,

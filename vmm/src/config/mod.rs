@@ -67,4 +67,6 @@ pub struct RunConfig {
     pub disks: Vec<devices::DiskConfig>,
     /// virtio-net interfaces, in bus order after the disks.
     pub nets: Vec<devices::NetConfig>,
+    /// What the per-thread system-call filters do with a call off their list.
+    pub seccomp: seccomp::Mode,
 }

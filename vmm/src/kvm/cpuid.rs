@@ -19,6 +19,9 @@ pub enum CpuidSetupError {
     /// Too many entries after shaping.
     #[error("too many CPUID entries ({0})")]
     TooMany(usize),
+    /// The thread's system-call filter could not be set up.
+    #[error(transparent)]
+    Seccomp(#[from] seccomp::Error),
 }
 
 /// The host's supported CPUID as plain entries.
@@ -52,11 +55,14 @@ pub struct SupportedCpuid {
 }
 
 impl SupportedCpuid {
-    /// Start fetching.
-    pub fn fetch(kvm: Arc<Kvm>) -> std::io::Result<Self> {
+    /// Start fetching, on a thread filtered by `seccomp` from its start.
+    pub fn fetch(kvm: Arc<Kvm>, seccomp: seccomp::Mode) -> std::io::Result<Self> {
         let job = std::thread::Builder::new()
             .name("cpuid".into())
-            .spawn(move || supported(&kvm))?;
+            .spawn(move || {
+                seccomp::Filter::new(seccomp::ThreadKind::Cpuid, seccomp)?.install()?;
+                supported(&kvm)
+            })?;
         Ok(SupportedCpuid {
             job: Mutex::new(Some(job)),
             result: OnceLock::new(),
@@ -68,7 +74,7 @@ impl SupportedCpuid {
         let result = self.result.get_or_init(|| {
             let job = self.job.lock().unwrap_or_else(|p| p.into_inner()).take();
             match job.map(JoinHandle::join) {
-                Some(Ok(r)) => r.map_err(|e| e.to_string()),
+                Some(Ok(r)) => r.map_err(|e| crate::exit::error_chain(&e)),
                 Some(Err(_)) => Err("the CPUID thread panicked".into()),
                 None => Err("CPUID was already taken".into()),
             }

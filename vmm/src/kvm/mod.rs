@@ -8,3 +8,6 @@ pub mod irq;
 pub mod regs;
 pub mod vcpu;
 pub mod vm;
+
+#[cfg(test)]
+mod seccomp_ioctls;

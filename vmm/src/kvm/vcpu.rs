@@ -2,7 +2,7 @@
 //! buses, turn crashes into an outcome with a register dump.
 
 use std::sync::mpsc::Receiver;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use guest_boot::cpuid::Feature;
 use guest_boot::entry::EntryState;
@@ -39,6 +39,10 @@ pub struct VcpuShared {
     pub control: Arc<VmControl>,
     /// Guest RAM.
     pub mem: GuestMemoryMmap,
+    /// What the vCPU threads' system-call filter does off its list.
+    pub seccomp: seccomp::Mode,
+    /// That filter, compiled by the first vCPU thread that needs it.
+    pub filter: OnceLock<Result<seccomp::Filter, String>>,
 }
 
 /// Why a vCPU could not be set up.
@@ -62,6 +66,9 @@ pub enum VcpuError {
     /// Registers could not be set.
     #[error(transparent)]
     Regs(#[from] regs::RegsError),
+    /// The system-call filter could not be compiled or installed.
+    #[error("{0}")]
+    Seccomp(String),
 }
 
 /// Start the thread of vCPU `id`: it creates and configures its vCPU, waits
@@ -87,6 +94,14 @@ pub fn spawn_vcpu(
                 if let Some(ring) = CoalescedRing::map(&shared.kvm, &fd) {
                     *shared.ring.lock().unwrap_or_else(|p| p.into_inner()) = Some(ring);
                 }
+            }
+            // Before the boot vCPU waits for its entry state, so that the
+            // install overlaps the kernel load (its list has the two
+            // register setters that follow).
+            if let Err(e) = install_filter(&shared) {
+                return shared
+                    .control
+                    .request_stop(VmOutcome::HostError(format!("vCPU {id}: {e}")));
             }
             if let Some(rx) = entry {
                 // A closed channel means the kernel never loaded; flint is exiting with that error.
@@ -120,6 +135,19 @@ fn create(shared: &VcpuShared, id: u8) -> Result<VcpuFd, VcpuError> {
     cpuid::configure(&fd, base, id, shared.vcpus, &shared.mask)?;
     regs::set_common_state(&fd)?;
     Ok(fd)
+}
+
+/// Install the vCPU threads' system-call filter on this thread, compiling
+/// it first if no other vCPU thread has.
+fn install_filter(shared: &VcpuShared) -> Result<(), VcpuError> {
+    let filter = shared.filter.get_or_init(|| {
+        seccomp::Filter::new(seccomp::ThreadKind::Vcpu, shared.seccomp)
+            .map_err(|e| crate::exit::error_chain(&e))
+    });
+    let filter = filter.as_ref().map_err(|e| VcpuError::Seccomp(e.clone()))?;
+    filter
+        .install()
+        .map_err(|e| VcpuError::Seccomp(crate::exit::error_chain(&e)))
 }
 
 /// Everything a vCPU thread needs while it runs the guest.

@@ -71,6 +71,7 @@ pub fn create_memory(vm: &VmFd, mem_mib: u64) -> Result<GuestMemoryMmap, VmError
             mib: mem_mib,
             source,
         })?;
+    exclude_from_core_dumps(&mem);
     for (slot, region) in mem.iter().enumerate() {
         let slot_def = kvm_userspace_memory_region {
             slot: slot as u32,
@@ -87,4 +88,27 @@ pub fn create_memory(vm: &VmFd, mem_mib: u64) -> Result<GuestMemoryMmap, VmError
         })?;
     }
     Ok(mem)
+}
+
+/// MADV_DONTDUMP on every region: a core dump of flint then holds flint,
+/// not the guest's memory (which may be large, and is the guest's data).
+fn exclude_from_core_dumps(mem: &GuestMemoryMmap) {
+    for region in mem.iter() {
+        // SAFETY: the range is exactly one live mapping owned by `mem`;
+        // MADV_DONTDUMP changes only what a core dump includes.
+        let r = unsafe {
+            libc::madvise(
+                region.as_ptr().cast(),
+                region.len() as usize,
+                libc::MADV_DONTDUMP,
+            )
+        };
+        if r != 0 {
+            log::warn!(
+                "guest RAM at {:#x} stays in core dumps: {}",
+                region.start_addr().0,
+                std::io::Error::last_os_error()
+            );
+        }
+    }
 }
