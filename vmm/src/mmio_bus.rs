@@ -159,18 +159,22 @@ fn block_device(disk: &DiskConfig) -> Result<Block<FileBackend>, BuildError> {
     if let (DiskMode::Passthrough(_), Some(dev)) = (disk.mode, DevNum::of_node(&disk.path)) {
         let host = passthrough::identity(backend.file(), dev);
         options.geometry = host.geometry;
+        options.limits = host.limits;
         let found = host.serial.as_ref();
         if disk.id.is_none() {
             serial = found.map_or_else(String::new, |(s, _)| truncate(s, SERIAL_LEN));
         }
         info!(
-            "passthrough {} ({}:{}): {}-byte logical / {}-byte physical blocks, write cache {}, \
+            "passthrough {} ({}:{}): {}-byte logical / {}-byte physical blocks, \
+             segments of at most {} bytes, at most {} per request, write cache {}, \
              serial {} -> GET_ID {serial:?}",
             disk.path.display(),
             dev.major,
             dev.minor,
             host.geometry.logical_block_size,
             host.geometry.logical_block_size << host.geometry.physical_block_exponent,
+            host.limits.size_max,
+            host.limits.seg_max,
             host.write_cache.as_deref().unwrap_or("unknown"),
             found.map_or_else(
                 || "none found".to_string(),

@@ -11,6 +11,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+use virtio_devices::block::TransferLimits;
 use virtio_devices::BlockGeometry;
 
 /// A block device number.
@@ -153,6 +154,8 @@ fn unescape_mount(s: &str) -> String {
 pub struct Identity {
     /// Block sizes and I/O hints.
     pub geometry: BlockGeometry,
+    /// Request limits from the disk's queue (sysfs).
+    pub limits: TransferLimits,
     /// The serial found, and where.
     pub serial: Option<(String, &'static str)>,
     /// Whether the device has a volatile write cache ("write back").
@@ -209,8 +212,34 @@ pub fn identity(file: &File, dev: DevNum) -> Identity {
         .map(|s| s.trim().to_string());
     Identity {
         geometry: geometry(file),
+        limits: limits(&disk),
         serial: serial(file, &disk),
         write_cache,
+    }
+}
+
+/// The disk queue's limits as virtio-blk can carry them: the largest
+/// segment, segments per request (no more than a maximal transfer needs),
+/// and discard limits; 0 (the device's own maximum) where sysfs is silent.
+fn limits(disk: &Path) -> TransferLimits {
+    let read = |name: &str| -> u64 {
+        std::fs::read_to_string(disk.join("queue").join(name))
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let to_u32 = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+    let size_max = read("max_segment_size");
+    let max_transfer = read("max_hw_sectors_kb") * 1024;
+    let mut seg_max = read("max_segments");
+    if size_max > 0 && max_transfer > 0 {
+        seg_max = seg_max.min(max_transfer.div_ceil(size_max)).max(1);
+    }
+    TransferLimits {
+        size_max: to_u32(size_max),
+        seg_max: to_u32(seg_max),
+        max_discard_sectors: to_u32(read("discard_max_bytes") / 512),
+        discard_alignment: to_u32(read("discard_granularity") / 512),
     }
 }
 

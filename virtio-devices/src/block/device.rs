@@ -149,6 +149,38 @@ impl BlockGeometry {
     }
 }
 
+/// Request limits shown to the guest (§5.2.4: size_max, seg_max,
+/// max_discard_sectors, discard_sector_alignment); a passthrough disk
+/// copies its host device's. Each is clamped to what the device can do
+/// (`SIZE_MAX`, `SEG_MAX`, `MAX_RANGE_SECTORS`); 0 means that maximum.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TransferLimits {
+    /// Most bytes in one data descriptor.
+    pub size_max: u32,
+    /// Most data descriptors in one request.
+    pub seg_max: u32,
+    /// Most sectors in one discard range.
+    pub max_discard_sectors: u32,
+    /// Discard granularity in 512-byte sectors (0: the physical block).
+    pub discard_alignment: u32,
+}
+
+impl TransferLimits {
+    /// Each limit within the device's own maxima.
+    fn clamped(self, geometry: &BlockGeometry) -> TransferLimits {
+        let pick = |v: u32, max: u32, min: u32| if v == 0 { max } else { v.clamp(min, max) };
+        TransferLimits {
+            size_max: pick(self.size_max, SIZE_MAX, geometry.logical_block_size),
+            seg_max: pick(self.seg_max, SEG_MAX, 1),
+            max_discard_sectors: pick(self.max_discard_sectors, MAX_RANGE_SECTORS, 1),
+            discard_alignment: match self.discard_alignment {
+                0 => geometry.physical_sectors(),
+                sectors => sectors,
+            },
+        }
+    }
+}
+
 /// How a [`Block`] presents itself, beyond what its backend decides.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BlockOptions {
@@ -156,6 +188,8 @@ pub struct BlockOptions {
     pub serial: Serial,
     /// Block sizes and hints (default: 512-byte blocks).
     pub geometry: BlockGeometry,
+    /// Request limits (default: the device's maxima).
+    pub limits: TransferLimits,
     /// How I/O runs (default: io_uring where available).
     pub engine: IoEngine,
 }
@@ -214,13 +248,14 @@ impl<B: BlockBackend> Block<B> {
             Access::ReadWrite => backend.capabilities(),
             Access::ReadOnly => Capabilities::default(),
         };
+        let transfer = options.limits.clamped(&options.geometry);
         let limits = Limits {
             capacity,
             max_descriptors: QUEUE_SIZE,
-            seg_max: SEG_MAX,
-            size_max: SIZE_MAX,
+            seg_max: transfer.seg_max,
+            size_max: transfer.size_max,
             max_ranges: MAX_RANGES,
-            max_range_sectors: MAX_RANGE_SECTORS,
+            max_range_sectors: transfer.max_discard_sectors,
         };
         let engine = match options.engine {
             IoEngine::Auto if backend.raw_fd().is_some() => match UringEngine::new(QUEUE_SIZE) {
@@ -242,7 +277,7 @@ impl<B: BlockBackend> Block<B> {
                 limits,
             },
             avail_features: features(access, &caps),
-            config: config_space(capacity, &options.geometry, &caps),
+            config: config_space(capacity, &options.geometry, &transfer, &caps),
             scratch: Scratch::new(SEG_MAX),
             active: None,
             broken: false,
@@ -408,12 +443,17 @@ fn features(access: Access, caps: &Capabilities) -> u64 {
 }
 
 /// The configuration space (§5.2.4) for `capacity` sectors.
-fn config_space(capacity: u64, geometry: &BlockGeometry, caps: &Capabilities) -> [u8; CONFIG_LEN] {
+fn config_space(
+    capacity: u64,
+    geometry: &BlockGeometry,
+    limits: &TransferLimits,
+    caps: &Capabilities,
+) -> [u8; CONFIG_LEN] {
     let mut c = [0u8; CONFIG_LEN];
     let mut put = |at: usize, bytes: &[u8]| c[at..at + bytes.len()].copy_from_slice(bytes);
     put(CONFIG_CAPACITY, &capacity.to_le_bytes());
-    put(CONFIG_SIZE_MAX, &SIZE_MAX.to_le_bytes());
-    put(CONFIG_SEG_MAX, &SEG_MAX.to_le_bytes());
+    put(CONFIG_SIZE_MAX, &limits.size_max.to_le_bytes());
+    put(CONFIG_SEG_MAX, &limits.seg_max.to_le_bytes());
     // geometry (cylinders, heads, sectors) stays 0: GEOMETRY not offered.
     put(CONFIG_BLK_SIZE, &geometry.logical_block_size.to_le_bytes());
     put(
@@ -425,10 +465,15 @@ fn config_space(capacity: u64, geometry: &BlockGeometry, caps: &Capabilities) ->
     put(CONFIG_OPT_IO_SIZE, &geometry.opt_io_size.to_le_bytes());
     // writeback and num_queues stay 0: CONFIG_WCE and MQ not offered.
     if caps.discard {
-        put(CONFIG_MAX_DISCARD_SECTORS, &MAX_RANGE_SECTORS.to_le_bytes());
+        put(
+            CONFIG_MAX_DISCARD_SECTORS,
+            &limits.max_discard_sectors.to_le_bytes(),
+        );
         put(CONFIG_MAX_DISCARD_SEG, &MAX_RANGES.to_le_bytes());
-        let alignment = geometry.physical_sectors();
-        put(CONFIG_DISCARD_SECTOR_ALIGNMENT, &alignment.to_le_bytes());
+        put(
+            CONFIG_DISCARD_SECTOR_ALIGNMENT,
+            &limits.discard_alignment.to_le_bytes(),
+        );
     }
     if caps.write_zeroes {
         put(

@@ -94,7 +94,9 @@ mod uring;
 pub use backend::{
     Access, BackendError, BackingKind, BlockBackend, Capabilities, FileBackend, Unmap,
 };
-pub use device::{Block, BlockError, BlockGeometry, BlockOptions, IoEngine, Serial};
+pub use device::{
+    Block, BlockError, BlockGeometry, BlockOptions, IoEngine, Serial, TransferLimits,
+};
 
 /// Maximum size of the request queue.
 pub const QUEUE_SIZE: u16 = 256;

@@ -138,6 +138,44 @@ fn config_space_reads_capacity_limits_geometry_and_ranges() {
 }
 
 #[test]
+fn host_transfer_limits_reach_the_config_space_within_the_devices_own() {
+    let (_tmp, backend) = disk(DISK_LEN, 0, Access::ReadWrite);
+    let options = BlockOptions {
+        limits: TransferLimits {
+            size_max: 65536,
+            seg_max: 100_000,
+            max_discard_sectors: 2048,
+            discard_alignment: 8,
+        },
+        ..BlockOptions::default()
+    };
+    let block = Block::new(backend, options).unwrap();
+    let mut c = [0u8; 48];
+    block.read_config(0, &mut c);
+    let le32 = |at: usize| u32::from_le_bytes(c[at..at + 4].try_into().unwrap());
+    assert_eq!((le32(8), le32(12)), (65536, SEG_MAX), "seg_max clamped");
+    assert_eq!((le32(36), le32(44)), (2048, 8));
+}
+
+#[test]
+fn a_data_descriptor_beyond_the_hosts_size_max_fails() {
+    let mem = guest_memory();
+    let (_tmp, backend) = disk(DISK_LEN, 0, Access::ReadWrite);
+    let options = BlockOptions {
+        limits: TransferLimits {
+            size_max: 4096,
+            ..TransferLimits::default()
+        },
+        ..BlockOptions::default()
+    };
+    let mut rig = Rig::with(&mem, backend, options, ALL_FEATURES);
+    let ok = rig.request(VIRTIO_BLK_T_IN, 0, &[(DATA, 4096, WRITE)]);
+    assert_eq!(ok.1, OK);
+    let too_big = rig.request(VIRTIO_BLK_T_IN, 0, &[(DATA, 8192, WRITE)]);
+    assert_eq!(too_big.1, IOERR);
+}
+
+#[test]
 fn bad_serials_and_geometries_are_refused() {
     assert!(Serial::new(&"x".repeat(21)).is_err());
     assert!(Serial::new("nul\0").is_err());
