@@ -316,3 +316,72 @@ fn acknowledged_flushes_survive_sigkill_of_the_monitor() {
         "too few runs got as far as a FLUSH ({with_acks} of {iterations})"
     );
 }
+
+#[test]
+fn a_partition_passes_through_and_a_mounted_sibling_guards_the_whole_disk() {
+    require_kvm();
+    let dir = scratch("pt-partition");
+    let image = dir.join("parted.img");
+    std::fs::File::create(&image)
+        .unwrap()
+        .set_len(16 << 20)
+        .unwrap();
+    let mut sfdisk = Command::new("sfdisk")
+        .arg(&image)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("sfdisk (fdisk) is needed");
+    use std::io::Write as _;
+    sfdisk
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"label: dos\n,8M\n,\n")
+        .unwrap();
+    assert!(sfdisk.wait().unwrap().success());
+    let out = Command::new("losetup")
+        .args(["-f", "--show", "-P", "--direct-io=on"])
+        .arg(&image)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let disk = Loop {
+        dev: String::from_utf8(out.stdout).unwrap().trim().to_string(),
+        _file: image,
+    };
+    let (p1, p2) = (format!("{}p1", disk.dev), format!("{}p2", disk.dev));
+    if !Path::new(&p1).exists() {
+        eprintln!(
+            "the host kernel made no partition devices for {} (no partition-table support): \
+             partition passthrough not checked here",
+            disk.dev
+        );
+        return;
+    }
+    let out = flint_run(&["--passthrough", &p1, "--cmdline", "probe.virtio=1"]);
+    assert_eq!(out.code, Some(0), "{out}");
+    assert_eq!(probe_u64(blk_line(&out, "capacity="), "capacity"), 16384);
+    let mnt = dir.join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    assert!(Command::new("mkfs.ext4")
+        .args(["-q", &p2])
+        .status()
+        .unwrap()
+        .success());
+    assert!(Command::new("mount")
+        .arg(&p2)
+        .arg(&mnt)
+        .status()
+        .unwrap()
+        .success());
+    let whole = flint_run(&["--passthrough", &disk.dev]);
+    let _ = Command::new("umount").arg(&mnt).status();
+    assert_eq!(whole.code, Some(125), "{whole}");
+    assert!(
+        whole
+            .stderr
+            .contains(&format!("mounted at {}", mnt.display())),
+        "{whole}"
+    );
+}
