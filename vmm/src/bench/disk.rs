@@ -126,11 +126,11 @@ fn medians(rounds: &[Vec<(&'static str, Table)>]) -> Vec<(&'static str, Table)> 
     };
     let mut out = first.clone();
     for (c, (_, table)) in out.iter_mut().enumerate() {
-        for d in 0..BLK_DEPTHS.len() {
-            for i in 0..BLK_SIZES.len() {
+        for (d, row) in table.iter_mut().enumerate() {
+            for (i, cell) in row.iter_mut().enumerate() {
                 let cells = rounds.iter().filter_map(|r| r[c].1[d][i]);
                 let (w, r): (Vec<f64>, Vec<f64>) = cells.map(|x| (x.write, x.read)).unzip();
-                table[d][i] = median(w)
+                *cell = median(w)
                     .zip(median(r))
                     .map(|(write, read)| Rates { write, read });
             }
