@@ -20,6 +20,7 @@ mod clockdrift;
 mod cmdline;
 mod echo;
 mod faults;
+mod hostile;
 mod irq;
 mod kernel;
 mod kvmclock;

@@ -24,7 +24,7 @@ use core::ptr::{read_volatile, write_volatile};
 use crate::acpi::Tables;
 use crate::kvmclock::Clock;
 use crate::out::Line;
-use crate::{aml, blk, cmdline, faults, irq, net, svc, vcon};
+use crate::{aml, blk, cmdline, faults, hostile, irq, net, svc, vcon};
 
 pub use crate::virtq::{
     Buf, Queue, QueueError, BENCH_QUEUE_SIZE, DESC_INDIRECT, DESC_NEXT, DESC_WRITE, QUEUE_SIZE,
@@ -291,6 +291,14 @@ pub fn run(cmdline: &[u8], tables: &Tables, clock: Option<&Clock>) {
             list[count] = (dev.addr, dev.size, dev.irq.min(u64::from(u32::MAX)) as u32);
             count += 1;
         }
+    }
+    if let Some(seconds) = cmdline::param_u64(cmdline, "probe.hostile").filter(|&s| s > 0) {
+        let seed = cmdline::param_u64(cmdline, "probe.hostile-seed").unwrap_or_else(svc::rdtsc);
+        let mut slots = [0u64; MAX_DEVICES];
+        for (s, d) in slots.iter_mut().zip(&list[..count]) {
+            *s = d.0;
+        }
+        hostile::run(seconds.min(600), seed, &slots[..count]);
     }
     for (index, &(addr, size, irq)) in list[..count].iter().enumerate() {
         device(index, addr, size, irq, cmdline, time);

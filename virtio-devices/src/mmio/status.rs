@@ -90,7 +90,8 @@ impl<D: VirtioDevice> MmioTransport<D> {
                 self.faults.report(
                     "virtio-mmio",
                     &format_args!(
-                        "refusing features {:#x} (offered {offered:#x}, VERSION_1 required)",
+                        "refusing features {:#x}: offered {offered:#x}, and a driver must take \
+                         VERSION_1 and nothing more",
                         self.driver_features
                     ),
                 );
