@@ -54,6 +54,14 @@ pub enum Command {
 /// Options of `flint run`.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
+    /// The VM described in a file: flint's TOML (the options of `flint
+    /// run` by their long names; `disk` and `net` as lists of specs) or a
+    /// Firecracker JSON configuration (boot-source, drives,
+    /// network-interfaces, machine-config; other sections are ignored with
+    /// a warning). Options given here win over the file; the file's disks
+    /// and nets come first on the bus.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Guest kernel: ELF vmlinux (PVH note or 64-bit entry) or bzImage.
     /// Without it flint boots its embedded probe guest.
     #[arg(long, value_name = "PATH")]
@@ -384,4 +392,42 @@ mod tests {
             Err(CliError::Timeout(_))
         ));
     }
+}
+
+/// Fills `args` from its `--config` file where the command line
+/// (`matches`, the `run` subcommand's) did not set a value; the file's
+/// disks and nets go first. Returns the Firecracker sections ignored.
+pub fn apply_config_file(
+    args: &mut RunArgs,
+    matches: &clap::ArgMatches,
+) -> Result<Vec<String>, crate::config::file::FileError> {
+    let Some(path) = args.config.clone() else {
+        return Ok(Vec::new());
+    };
+    let file = crate::config::file::load(&path)?;
+    let unset = |id: &str| matches.value_source(id) != Some(clap::parser::ValueSource::CommandLine);
+    if unset("kernel") {
+        args.kernel = file.kernel.or(args.kernel.take());
+    }
+    if unset("initrd") {
+        args.initrd = file.initrd.or(args.initrd.take());
+    }
+    if let Some(c) = file.cmdline.filter(|_| unset("cmdline")) {
+        args.cmdline = c;
+    }
+    if let Some(m) = file.mem.filter(|_| unset("mem")) {
+        args.mem = m;
+    }
+    if let Some(v) = file.vcpus.filter(|_| unset("vcpus")) {
+        args.vcpus = v;
+    }
+    if unset("timeout") {
+        args.timeout = file.timeout.or(args.timeout);
+    }
+    if let Some(c) = file.console.filter(|_| unset("console")) {
+        args.console = c;
+    }
+    args.disk.splice(0..0, file.disks);
+    args.net.splice(0..0, file.nets);
+    Ok(file.ignored)
 }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use vmm::cli::{Cli, Command, RunArgs};
 use vmm::config::{KernelSource, ReportSink, RunConfig};
 use vmm::exit::{VmOutcome, EXIT_FLINT_ERROR};
@@ -20,15 +20,32 @@ fn main() -> ExitCode {
     // trims) a 64 MiB arena of its own, on the boot's critical path.
     // SAFETY: mallopt only changes allocator tuning; no allocation is in flight.
     unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m).map(|cli| (cli, m)));
+    let (cli, matches) = match parsed {
+        Ok(parsed) => parsed,
         Err(e) => {
             let _ = e.print();
             return ExitCode::from(if e.use_stderr() { EXIT_FLINT_ERROR } else { 0 });
         }
     };
     match cli.command {
-        Command::Run(args) => ExitCode::from(run(args, main_entered, start)),
+        Command::Run(mut args) => {
+            let run_matches = matches.subcommand_matches("run");
+            match run_matches.map(|m| vmm::cli::apply_config_file(&mut args, m)) {
+                Some(Err(e)) => {
+                    eprintln!("flint: error: {e}");
+                    return ExitCode::from(EXIT_FLINT_ERROR);
+                }
+                Some(Ok(ignored)) if !ignored.is_empty() => eprintln!(
+                    "flint: warning: --config: ignoring Firecracker sections flint does not use: {}",
+                    ignored.join(", ")
+                ),
+                _ => {}
+            }
+            ExitCode::from(run(args, main_entered, start))
+        }
         Command::Bench(args) => ExitCode::from(vmm::bench::run(args)),
     }
 }

@@ -3,6 +3,7 @@
 //! builder only meets host failures, never bad user input it could have caught.
 
 pub mod devices;
+pub mod file;
 
 use std::path::PathBuf;
 use std::time::Duration;
