@@ -288,6 +288,44 @@ fn parse_level(s: &str) -> Result<log::LevelFilter, String> {
         .map_err(|_| format!("unknown log level {s:?} (off, error, warn, info, debug, trace)"))
 }
 
+/// Fills `args` from its `--config` file where the command line
+/// (`matches`, the `run` subcommand's) did not set a value; the file's
+/// disks and nets go first. Returns the Firecracker sections ignored.
+pub fn apply_config_file(
+    args: &mut RunArgs,
+    matches: &clap::ArgMatches,
+) -> Result<Vec<String>, crate::config::file::FileError> {
+    let Some(path) = args.config.clone() else {
+        return Ok(Vec::new());
+    };
+    let file = crate::config::file::load(&path)?;
+    let unset = |id: &str| matches.value_source(id) != Some(clap::parser::ValueSource::CommandLine);
+    if unset("kernel") {
+        args.kernel = file.kernel.or(args.kernel.take());
+    }
+    if unset("initrd") {
+        args.initrd = file.initrd.or(args.initrd.take());
+    }
+    if let Some(c) = file.cmdline.filter(|_| unset("cmdline")) {
+        args.cmdline = c;
+    }
+    if let Some(m) = file.mem.filter(|_| unset("mem")) {
+        args.mem = m;
+    }
+    if let Some(v) = file.vcpus.filter(|_| unset("vcpus")) {
+        args.vcpus = v;
+    }
+    if unset("timeout") {
+        args.timeout = file.timeout.or(args.timeout);
+    }
+    if let Some(c) = file.console.filter(|_| unset("console")) {
+        args.console = c;
+    }
+    args.disk.splice(0..0, file.disks);
+    args.net.splice(0..0, file.nets);
+    Ok(file.ignored)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -392,42 +430,4 @@ mod tests {
             Err(CliError::Timeout(_))
         ));
     }
-}
-
-/// Fills `args` from its `--config` file where the command line
-/// (`matches`, the `run` subcommand's) did not set a value; the file's
-/// disks and nets go first. Returns the Firecracker sections ignored.
-pub fn apply_config_file(
-    args: &mut RunArgs,
-    matches: &clap::ArgMatches,
-) -> Result<Vec<String>, crate::config::file::FileError> {
-    let Some(path) = args.config.clone() else {
-        return Ok(Vec::new());
-    };
-    let file = crate::config::file::load(&path)?;
-    let unset = |id: &str| matches.value_source(id) != Some(clap::parser::ValueSource::CommandLine);
-    if unset("kernel") {
-        args.kernel = file.kernel.or(args.kernel.take());
-    }
-    if unset("initrd") {
-        args.initrd = file.initrd.or(args.initrd.take());
-    }
-    if let Some(c) = file.cmdline.filter(|_| unset("cmdline")) {
-        args.cmdline = c;
-    }
-    if let Some(m) = file.mem.filter(|_| unset("mem")) {
-        args.mem = m;
-    }
-    if let Some(v) = file.vcpus.filter(|_| unset("vcpus")) {
-        args.vcpus = v;
-    }
-    if unset("timeout") {
-        args.timeout = file.timeout.or(args.timeout);
-    }
-    if let Some(c) = file.console.filter(|_| unset("console")) {
-        args.console = c;
-    }
-    args.disk.splice(0..0, file.disks);
-    args.net.splice(0..0, file.nets);
-    Ok(file.ignored)
 }
