@@ -390,6 +390,7 @@ impl Vm {
                     path,
                     bounced: t.device().bounced(),
                     io_errors: t.device().io_errors(),
+                    merged: t.device().merged(),
                 }
             })
             .collect();

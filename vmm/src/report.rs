@@ -176,9 +176,10 @@ impl BootTimeline {
             let sep = if i == 0 { "" } else { "," };
             let _ = write!(
                 out,
-                "{sep}{{\"path\":{},\"bounced\":{},\"io_errors\":{}}}",
+                "{sep}{{\"path\":{},\"bounced\":{},\"merged\":{},\"io_errors\":{}}}",
                 json_string(&d.path),
                 d.bounced,
+                d.merged,
                 d.io_errors
             );
         }
@@ -208,6 +209,8 @@ pub struct DiskStats {
     pub bounced: u64,
     /// Host I/O failures answered with IOERR.
     pub io_errors: u64,
+    /// Requests merged into the transfer of the one before them.
+    pub merged: u64,
 }
 
 fn json_string(s: &str) -> String {
@@ -265,10 +268,13 @@ mod tests {
                 path: "/dev/loop9".into(),
                 bounced: 3,
                 io_errors: 0,
+                merged: 5,
             }],
         });
         assert!(
-            json.contains("\"disks\":[{\"path\":\"/dev/loop9\",\"bounced\":3,\"io_errors\":0}]"),
+            json.contains(
+                "\"disks\":[{\"path\":\"/dev/loop9\",\"bounced\":3,\"merged\":5,\"io_errors\":0}]"
+            ),
             "{json}"
         );
         assert!(json.contains("\"main_entered\":1000"), "{json}");

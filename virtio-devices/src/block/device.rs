@@ -298,6 +298,12 @@ impl<B: BlockBackend> Block<B> {
         self.bounce.count()
     }
 
+    /// Requests merged into the transfer of the one before them (io_uring
+    /// engine; 0 with synchronous I/O).
+    pub fn merged(&self) -> u64 {
+        self.engine.as_ref().map_or(0, UringEngine::merged)
+    }
+
     /// Whether the guest may write.
     pub fn access(&self) -> Access {
         self.settings.access
