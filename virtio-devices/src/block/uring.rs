@@ -307,17 +307,7 @@ impl UringEngine {
     pub(super) fn reap(&mut self, mut done: impl FnMut(Completion)) {
         let _ = self.eventfd.read();
         while let Some((index, errno)) = self.orphans.pop() {
-            let slot = &mut self.slots[usize::from(index)];
-            slot.iovecs.clear();
-            self.free.push(index);
-            for &(head, reply) in &slot.requests {
-                done(Completion {
-                    head,
-                    reply,
-                    op: slot.op,
-                    result: Err(io::Error::from_raw_os_error(errno)),
-                });
-            }
+            self.finish(index, &Err(io::Error::from_raw_os_error(errno)), &mut done);
         }
         loop {
             let Some(cqe) = self.ring.completion().next() else {
@@ -340,16 +330,22 @@ impl UringEngine {
             } else {
                 Ok(())
             };
-            slot.iovecs.clear();
-            self.free.push(index);
-            for &(head, reply) in &slot.requests {
-                done(Completion {
-                    head,
-                    reply,
-                    op: slot.op,
-                    result: clone_result(&result),
-                });
-            }
+            self.finish(index, &result, &mut done);
+        }
+    }
+
+    /// Free slot `index` and answer each of its requests with `result`.
+    fn finish(&mut self, index: u16, result: &io::Result<()>, done: &mut impl FnMut(Completion)) {
+        let slot = &mut self.slots[usize::from(index)];
+        slot.iovecs.clear();
+        self.free.push(index);
+        for &(head, reply) in &slot.requests {
+            done(Completion {
+                head,
+                reply,
+                op: slot.op,
+                result: clone_result(result),
+            });
         }
     }
 
