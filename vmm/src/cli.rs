@@ -128,6 +128,11 @@ pub struct RunArgs {
     /// test a guest's bus enumeration.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub placeholder_devices: usize,
+    /// Test-only: sleep MS milliseconds during monitor set-up (between
+    /// `main_entered` and the first `KVM_RUN`), to inject a slowdown that
+    /// `flint bench --compare` must catch.
+    #[arg(long, value_name = "MS", default_value_t = 0, hide = true)]
+    pub debug_delay_ms: u64,
 }
 
 /// A user error in the options; the message names the option and value.
@@ -205,6 +210,7 @@ impl TryFrom<RunArgs> for RunConfig {
             console: args.console,
             disks: disks(args.disk, args.passthrough, args.force),
             nets: args.net,
+            debug_delay: Duration::from_millis(args.debug_delay_ms),
         })
     }
 }
@@ -312,5 +318,17 @@ mod tests {
             args(&["--timeout", "inf"]),
             Err(CliError::Timeout(_))
         ));
+    }
+
+    #[test]
+    fn debug_delay_is_parsed_but_hidden_from_help() {
+        assert_eq!(
+            args(&["--debug-delay-ms", "20"]).unwrap().debug_delay,
+            Duration::from_millis(20)
+        );
+        assert!(args(&[]).unwrap().debug_delay.is_zero());
+        let mut cmd = Cli::command();
+        let run = cmd.find_subcommand_mut("run").unwrap();
+        assert!(!run.render_long_help().to_string().contains("debug-delay"));
     }
 }

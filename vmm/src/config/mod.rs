@@ -67,4 +67,6 @@ pub struct RunConfig {
     pub disks: Vec<devices::DiskConfig>,
     /// virtio-net interfaces, in bus order after the disks.
     pub nets: Vec<devices::NetConfig>,
+    /// Test-only pause during monitor set-up (`--debug-delay-ms`).
+    pub debug_delay: Duration,
 }
