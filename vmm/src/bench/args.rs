@@ -40,6 +40,12 @@ pub struct BenchArgs {
     /// than --threshold percent.
     #[arg(long, value_name = "BASELINE.json")]
     pub compare: Option<PathBuf>,
+    /// Compare against another flint binary (e.g. the last release's)
+    /// booting the same guest, interleaved run by run with this one, instead
+    /// of a baseline file: both see the same machine load, so the gate
+    /// holds on a busy machine. Same test and exit code as --compare.
+    #[arg(long, value_name = "OLD_FLINT", conflicts_with = "compare")]
+    pub compare_binary: Option<PathBuf>,
     /// Smallest slowdown, in percent of the baseline's median (Hodges–
     /// Lehmann shift), that --compare counts as a regression.
     #[arg(long, value_name = "PCT", default_value_t = 5.0)]
@@ -57,7 +63,8 @@ pub struct BenchArgs {
     /// distribution (beside the baseline's with --compare).
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
-    /// Test-only: passed to `flint run --debug-delay-ms`.
+    /// Test-only: passed to `flint run --debug-delay-ms` (not to the
+    /// --compare-binary runs).
     #[arg(long, value_name = "MS", default_value_t = 0, hide = true)]
     pub debug_delay_ms: u64,
     /// QEMU binary to compare with ("none" to skip; default: qemu-system-x86_64 on PATH).

@@ -35,6 +35,8 @@ pub enum LaunchError {
 pub enum Monitor {
     /// flint itself.
     Flint,
+    /// Another flint binary, the baseline of `--compare-binary`.
+    FlintBaseline,
     /// QEMU `-M microvm`.
     Qemu,
     /// Firecracker.
@@ -48,6 +50,7 @@ impl Monitor {
     pub fn name(self) -> &'static str {
         match self {
             Monitor::Flint => "flint",
+            Monitor::FlintBaseline => "flint (baseline)",
             Monitor::Qemu => "qemu microvm",
             Monitor::Firecracker => "firecracker",
             Monitor::Floor => "floor (raw KVM)",
@@ -161,6 +164,16 @@ pub fn flint_cmd(
     debug_delay_ms: u64,
 ) -> Result<Vec<OsString>, String> {
     let me = std::env::current_exe().map_err(|e| format!("cannot find flint's own binary: {e}"))?;
+    Ok(flint_binary_cmd(&me, g, report, debug_delay_ms))
+}
+
+/// `flint run` of the binary `flint`, as [`flint_cmd`].
+pub fn flint_binary_cmd(
+    me: &Path,
+    g: &GuestSpec,
+    report: Option<&Path>,
+    debug_delay_ms: u64,
+) -> Vec<OsString> {
     let mut cmd: Vec<OsString> = vec![
         me.into(),
         "run".into(),
@@ -183,7 +196,7 @@ pub fn flint_cmd(
     if debug_delay_ms > 0 {
         cmd.extend(["--debug-delay-ms".into(), debug_delay_ms.to_string().into()]);
     }
-    Ok(cmd)
+    cmd
 }
 
 /// The QEMU line that boots the probe (or another PVH ELF) with `mem` MiB
@@ -292,6 +305,18 @@ pub fn require_qemu(opt: Option<&str>) -> Result<PathBuf, LaunchError> {
         what: "--against qemu:",
         path: opt.unwrap_or("qemu-system-x86_64 on PATH").to_string(),
         hint: "install qemu-system-x86 or give --qemu PATH",
+    })
+}
+
+/// The flint binary `--compare-binary` names: an error if it is not there.
+pub fn require_flint(path: &Path) -> Result<(), LaunchError> {
+    if is_executable(path) {
+        return Ok(());
+    }
+    Err(LaunchError::MissingBinary {
+        what: "--compare-binary",
+        path: path.display().to_string(),
+        hint: "give the path of another flint build",
     })
 }
 

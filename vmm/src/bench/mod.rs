@@ -18,7 +18,7 @@ mod compare;
 mod concurrent;
 mod disk;
 mod figures;
-mod json;
+pub mod json;
 mod launch;
 mod net;
 mod phases;
@@ -102,11 +102,19 @@ fn bench(args: &BenchArgs) -> Result<Gate, String> {
         } else {
             Record::Keep
         };
-        for c in contestants.iter_mut() {
-            measure(c, record);
+        // A B, then B A: each contestant runs as often first as last in a
+        // round, so what one run leaves behind (the previous VM's teardown
+        // still running) does not always land on the same contestant.
+        let order: Vec<usize> = match round % 2 {
+            0 => (0..contestants.len()).collect(),
+            _ => (0..contestants.len()).rev().collect(),
+        };
+        for i in order {
+            measure(&mut contestants[i], record);
         }
     }
     let flint = Series::of(&contestants[0].runs);
+    let baseline = baseline.or_else(|| interleaved_baseline(args, &contestants));
     if flint.runs.is_empty() {
         return Err(format!(
             "every flint run failed; `{}` says: {}",
@@ -127,6 +135,17 @@ fn bench(args: &BenchArgs) -> Result<Gate, String> {
     let gate = report(args, &guest, &contestants, &flint, baseline.as_ref())?;
     extra_figures(args, &probe, &dir.0);
     Ok(gate)
+}
+
+/// The `--compare-binary` runs as a baseline.
+fn interleaved_baseline(args: &BenchArgs, cs: &[Contestant]) -> Option<results::Baseline> {
+    let old = args.compare_binary.as_ref()?;
+    let c = cs.iter().find(|c| c.monitor == Monitor::FlintBaseline)?;
+    Some(results::Baseline {
+        path: format!("{} (interleaved)", old.display()),
+        metadata: Json::Null,
+        series: Series::of(&c.runs),
+    })
 }
 
 /// `--concurrent`, `--compare`, `--json` and `--plot`.
@@ -256,6 +275,14 @@ fn contestants(args: &BenchArgs, guest: &GuestSpec, dir: &Path) -> Result<Vec<Co
         );
         flint.report = Some(report);
         out.push(flint);
+        if let Some(old) = args.compare_binary.as_ref().filter(|_| out.len() == 1) {
+            launch::require_flint(old).map_err(|e| chain(&e))?;
+            let report = dir.join("report-baseline.json");
+            let cmd = launch::flint_binary_cmd(old, g, Some(&report), 0);
+            let mut base = Contestant::new(Monitor::FlintBaseline, gname, cmd, &[0]);
+            base.report = Some(report);
+            out.push(base);
+        }
         // The floor sets no CPUID, so its vCPU has no long mode: it can boot
         // the 32-bit peer guest but not the probe.
         if let Some(floor) = args.floor.as_ref().filter(|_| gname != "probe") {

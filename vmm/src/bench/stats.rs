@@ -86,12 +86,17 @@ pub struct MannWhitney {
     pub z: f64,
     /// Two-sided p-value from the normal approximation.
     pub p: f64,
+    /// One-sided p-value for "`b` tends to be larger than `a`".
+    pub p_greater: f64,
+    /// One-sided p-value for "`b` tends to be smaller than `a`".
+    pub p_less: f64,
 }
 
 /// Mann–Whitney U test of `a` against `b`: mid-ranks for ties, the tie
 /// correction of the variance, a continuity correction of 0.5, and the
-/// two-sided p-value from the normal approximation (good for n ≥ ~20 per
-/// side; conservative for fewer). `None` when either side is empty.
+/// p-values from the normal approximation, two-sided and one-sided (good
+/// for n ≥ ~20 per side; conservative for fewer). `None` when either side
+/// is empty.
 pub fn mann_whitney(a: &[f64], b: &[f64]) -> Option<MannWhitney> {
     if a.is_empty() || b.is_empty() {
         return None;
@@ -126,19 +131,25 @@ pub fn mann_whitney(a: &[f64], b: &[f64]) -> Option<MannWhitney> {
             u_b,
             z: 0.0,
             p: 1.0,
+            p_greater: 1.0,
+            p_less: 1.0,
         });
     }
-    let d = u_b - mu;
+    let (d, sd) = (u_b - mu, var.sqrt());
     let z = if d.abs() <= 0.5 {
         0.0
     } else {
-        (d - 0.5 * d.signum()) / var.sqrt()
+        (d - 0.5 * d.signum()) / sd
     };
+    // P(Z ≥ x) for a standard normal Z.
+    let upper = |x: f64| 0.5 * erfc(x / std::f64::consts::SQRT_2);
     Some(MannWhitney {
         u_a,
         u_b,
         z,
-        p: erfc(z.abs() / std::f64::consts::SQRT_2).min(1.0),
+        p: (2.0 * upper(z.abs())).min(1.0),
+        p_greater: upper((d - 0.5) / sd),
+        p_less: upper((-d - 0.5) / sd),
     })
 }
 
@@ -250,6 +261,9 @@ mod tests {
         assert_eq!((r.u_a, r.u_b), (2.0, 10.0));
         assert!(close(r.z, 1.284_149, 1e-5), "{r:?}");
         assert!(close(r.p, 0.199_090, 1e-5), "{r:?}");
+        // One-sided: P(Z ≥ 3.5/σ) = 0.099545, P(Z ≥ −4.5/σ) = 0.950636.
+        assert!(close(r.p_greater, 0.099_545, 1e-5), "{r:?}");
+        assert!(close(r.p_less, 0.950_636, 1e-5), "{r:?}");
     }
 
     #[test]
@@ -262,9 +276,12 @@ mod tests {
             close(r.z, 1.745_743, 1e-5) && close(r.p, 0.080_856, 1e-5),
             "{r:?}"
         );
-        // Swapping the sides flips the sign of z, not p.
+        // One-sided, P(Z ≥ 4/σ) = 0.040428 and P(Z ≥ −5/σ) = 0.985452.
+        assert!(close(r.p_greater, 0.040_428, 1e-5) && close(r.p_less, 0.985_452, 1e-5));
+        // Swapping the sides flips the sign of z and the one-sided tests.
         let s = mann_whitney(&[4.0, 5.0, 6.0], &[1.0, 2.0, 3.0]).unwrap();
         assert!(close(s.z, -r.z, 1e-12) && close(s.p, r.p, 1e-12));
+        assert!(close(s.p_less, r.p_greater, 1e-12));
     }
 
     #[test]
