@@ -100,6 +100,27 @@ pub enum Record {
     Keep,
 }
 
+/// `warmup` unmeasured and `runs` measured rounds, every contestant once
+/// a round: A B, then B A, so each runs as often first as last and what
+/// one run leaves behind (the previous VM's teardown still running) does
+/// not always land on the same contestant.
+pub fn rounds(cs: &mut [Contestant], warmup: u64, runs: u64) {
+    for round in 0..warmup + runs {
+        let record = if round < warmup {
+            Record::Warmup
+        } else {
+            Record::Keep
+        };
+        let order: Vec<usize> = match round % 2 {
+            0 => (0..cs.len()).collect(),
+            _ => (0..cs.len()).rev().collect(),
+        };
+        for i in order {
+            measure(&mut cs[i], record);
+        }
+    }
+}
+
 /// Run `c` once; on success with [`Record::Keep`], keep what it measured.
 pub fn measure(c: &mut Contestant, record: Record) {
     if let Some(r) = &c.report {

@@ -25,6 +25,7 @@ mod phases;
 mod plot;
 mod results;
 mod stats;
+mod tables;
 
 pub use args::{Against, BenchArgs};
 pub use stats::percentile;
@@ -33,9 +34,9 @@ use args::GuestSpec;
 use disk::disk_figure;
 use figures::{blk_figure, clock_figure, console_figure, cpu_figure};
 use json::Json;
-use launch::{measure, qemu_cmd, Contestant, Monitor, Record};
+use launch::{qemu_cmd, Contestant, Monitor};
 use net::net_figure;
-use phases::{samples_json, Series};
+use phases::Series;
 
 /// Exit code of `flint bench --compare` when a phase regressed.
 pub const EXIT_REGRESSION: u8 = 3;
@@ -96,23 +97,7 @@ fn bench(args: &BenchArgs) -> Result<Gate, String> {
         guest.vcpus,
         results::host_cpus()
     );
-    for round in 0..args.warmup + args.runs {
-        let record = if round < args.warmup {
-            Record::Warmup
-        } else {
-            Record::Keep
-        };
-        // A B, then B A: each contestant runs as often first as last in a
-        // round, so what one run leaves behind (the previous VM's teardown
-        // still running) does not always land on the same contestant.
-        let order: Vec<usize> = match round % 2 {
-            0 => (0..contestants.len()).collect(),
-            _ => (0..contestants.len()).rev().collect(),
-        };
-        for i in order {
-            measure(&mut contestants[i], record);
-        }
-    }
+    launch::rounds(&mut contestants, args.warmup, args.runs);
     let flint = Series::of(&contestants[0].runs);
     let baseline = baseline.or_else(|| interleaved_baseline(args, &contestants));
     if flint.runs.is_empty() {
@@ -122,7 +107,7 @@ fn bench(args: &BenchArgs) -> Result<Gate, String> {
             first_error(&contestants[0].cmd)
         ));
     }
-    print_table(&contestants);
+    tables::print_table(&contestants);
     phases::print_summary(
         &format!(
             "flint phases, {} runs of {}",
@@ -131,7 +116,7 @@ fn bench(args: &BenchArgs) -> Result<Gate, String> {
         ),
         &flint,
     );
-    print_report_detail(&contestants);
+    tables::print_report_detail(&contestants);
     let gate = report(args, &guest, &contestants, &flint, baseline.as_ref())?;
     extra_figures(args, &probe, &dir.0);
     Ok(gate)
@@ -188,7 +173,7 @@ fn report(
         let doc = results::Document {
             metadata,
             flint: flint.clone(),
-            peers: peers_json(cs),
+            peers: tables::peers_json(cs),
             concurrent,
             comparison,
         };
@@ -334,96 +319,6 @@ fn peers(
     Ok(out)
 }
 
-fn print_table(cs: &[Contestant]) {
-    println!("\nwhole process, spawn to reaped (ms) and peak RSS (MiB):");
-    println!(
-        "{:<12} {:<16} {:>8} {:>8} {:>8} {:>8} {:>9} {:>6}",
-        "guest", "monitor", "median", "p10", "p90", "stdev", "peak RSS", "fails"
-    );
-    for c in cs {
-        let s = Series::of(&c.runs);
-        let w = stats::Summary::of(s.samples("whole_process"));
-        println!(
-            "{:<12} {:<16} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>9.2} {:>6}",
-            c.guest,
-            c.monitor.name(),
-            w.median / 1e3,
-            w.p10 / 1e3,
-            w.p90 / 1e3,
-            w.stdev / 1e3,
-            stats::median(&s.rss_kib) / 1024.0,
-            c.failures
-        );
-    }
-    for c in cs.iter().filter(|c| c.monitor != Monitor::Flint) {
-        let Some(f) = cs
-            .iter()
-            .find(|f| f.monitor == Monitor::Flint && f.guest == c.guest)
-        else {
-            continue;
-        };
-        let (fs, cs) = (Series::of(&f.runs), Series::of(&c.runs));
-        let wall = |s: &Series| stats::median(s.samples("whole_process"));
-        println!(
-            "  {}: {} / flint = {:.2}x the whole-process time, {:.2}x the peak RSS (medians)",
-            c.guest,
-            c.monitor.name(),
-            wall(&cs) / wall(&fs),
-            stats::median(&cs.rss_kib) / stats::median(&fs.rss_kib)
-        );
-    }
-}
-
-/// Every boot-report stamp, µs since `main` (median / p90), per flint guest.
-fn print_report_detail(cs: &[Contestant]) {
-    for c in cs.iter().filter(|c| c.monitor == Monitor::Flint) {
-        let Some(first) = c.runs.iter().find(|r| !r.detail.is_empty()) else {
-            continue;
-        };
-        println!(
-            "\nflint boot report, {} (µs since main; median / p90):",
-            c.guest
-        );
-        for (name, _) in &first.detail {
-            let v: Vec<f64> = c
-                .runs
-                .iter()
-                .filter_map(|r| r.detail.iter().find(|(k, _)| k == name).map(|(_, v)| *v))
-                .collect();
-            println!(
-                "  {:<18} {:>9.1} {:>9.1}",
-                name,
-                percentile(&v, 50.0),
-                percentile(&v, 90.0)
-            );
-        }
-    }
-}
-
-/// The `peers` array: each non-flint contestant on the benchmarked guest.
-fn peers_json(cs: &[Contestant]) -> Json {
-    let flint_wall = stats::median(Series::of(&cs[0].runs).samples("whole_process"));
-    let rows = cs
-        .iter()
-        .skip(1)
-        .filter(|c| c.guest == cs[0].guest && c.monitor != Monitor::Flint)
-        .map(|c| {
-            let s = Series::of(&c.runs);
-            Json::obj([
-                ("monitor", Json::str(c.monitor.name())),
-                ("command", Json::str(show(&c.cmd))),
-                ("failures", Json::Num(c.failures as f64)),
-                ("whole_process", samples_json(s.samples("whole_process"))),
-                ("peak_rss_kib", samples_json(&s.rss_kib)),
-                (
-                    "ratio_to_flint",
-                    Json::Num(stats::median(s.samples("whole_process")) / flint_wall),
-                ),
-            ])
-        });
-    Json::Arr(rows.collect())
-}
-
 /// One run of `cmd` with its stderr kept: why it fails.
 fn first_error(cmd: &[std::ffi::OsString]) -> String {
     let out = std::process::Command::new(&cmd[0])
@@ -440,7 +335,7 @@ fn first_error(cmd: &[std::ffi::OsString]) -> String {
     }
 }
 
-fn show(cmd: &[std::ffi::OsString]) -> String {
+pub(crate) fn show(cmd: &[std::ffi::OsString]) -> String {
     cmd.iter()
         .map(|a| a.to_string_lossy())
         .collect::<Vec<_>>()
