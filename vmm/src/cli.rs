@@ -46,8 +46,9 @@ pub enum Command {
     /// Boot a guest and run it until it exits.
     #[command(after_help = RUN_EXAMPLES)]
     Run(RunArgs),
-    /// Boot a guest many times and print boot-time, memory and CPU figures,
-    /// side by side with QEMU microvm and the raw-KVM floor when available.
+    /// Boot a guest many times and print each boot phase's distribution and
+    /// peak RSS beside peers (QEMU microvm, Firecracker), gate on a baseline
+    /// (exit 3 on a regression), then CPU, I/O and clock figures.
     Bench(crate::bench::BenchArgs),
 }
 

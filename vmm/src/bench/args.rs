@@ -35,9 +35,9 @@ pub struct BenchArgs {
     /// (schema in the README's Benchmark section).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
-    /// A `--json` file of an earlier run: test each phase for a shift
-    /// (Mann–Whitney U) and exit 3 when one got slower (p < 0.01) by more
-    /// than --threshold percent.
+    /// A `--json` file of an earlier run: test each phase (Mann–Whitney
+    /// U) and exit 3 when one got significantly slower (one-sided p <
+    /// 0.01) by more than --threshold percent.
     #[arg(long, value_name = "BASELINE.json")]
     pub compare: Option<PathBuf>,
     /// Compare against another flint binary (e.g. the last release's)
@@ -46,8 +46,8 @@ pub struct BenchArgs {
     /// holds on a busy machine. Same test and exit code as --compare.
     #[arg(long, value_name = "OLD_FLINT", conflicts_with = "compare")]
     pub compare_binary: Option<PathBuf>,
-    /// Smallest slowdown, in percent of the baseline's median (Hodges–
-    /// Lehmann shift), that --compare counts as a regression.
+    /// Smallest slowdown, in percent of the baseline's median, that
+    /// --compare and --compare-binary count as a regression.
     #[arg(long, value_name = "PCT", default_value_t = 5.0)]
     pub threshold: f64,
     /// Also boot the same guest with `qemu` (QEMU microvm; see --qemu) or
