@@ -46,8 +46,9 @@ pub enum Command {
     /// Boot a guest and run it until it exits.
     #[command(after_help = RUN_EXAMPLES)]
     Run(RunArgs),
-    /// Boot a guest many times and print boot-time, memory and CPU figures,
-    /// side by side with QEMU microvm and the raw-KVM floor when available.
+    /// Boot a guest many times and print each boot phase's distribution and
+    /// peak RSS beside peers (QEMU microvm, Firecracker), gate on a baseline
+    /// (exit 3 on a regression), then CPU, I/O and clock figures.
     Bench(crate::bench::BenchArgs),
 }
 
@@ -139,6 +140,11 @@ pub struct RunArgs {
     /// System-call filters on flint's threads: kill, log or off.
     #[arg(long, value_name = "MODE", default_value = "kill", long_help = SECCOMP_HELP)]
     pub seccomp: seccomp::Mode,
+    /// Test-only: sleep MS milliseconds during monitor set-up (between
+    /// `main_entered` and the first `KVM_RUN`), to inject a slowdown that
+    /// `flint bench --compare` must catch.
+    #[arg(long, value_name = "MS", default_value_t = 0, hide = true)]
+    pub debug_delay_ms: u64,
 }
 
 const SECCOMP_HELP: &str = "\
@@ -240,6 +246,7 @@ impl TryFrom<RunArgs> for RunConfig {
             disks: disks(args.disk, args.passthrough, args.force),
             nets: args.net,
             seccomp: args.seccomp,
+            debug_delay: Duration::from_millis(args.debug_delay_ms),
         })
     }
 }
@@ -429,5 +436,17 @@ mod tests {
             args(&["--timeout", "inf"]),
             Err(CliError::Timeout(_))
         ));
+    }
+
+    #[test]
+    fn debug_delay_is_parsed_but_hidden_from_help() {
+        assert_eq!(
+            args(&["--debug-delay-ms", "20"]).unwrap().debug_delay,
+            Duration::from_millis(20)
+        );
+        assert!(args(&[]).unwrap().debug_delay.is_zero());
+        let mut cmd = Cli::command();
+        let run = cmd.find_subcommand_mut("run").unwrap();
+        assert!(!run.render_long_help().to_string().contains("debug-delay"));
     }
 }

@@ -63,6 +63,9 @@ fn run(args: RunArgs, main_entered: u64, start: Instant) -> u8 {
     };
     let timeline = Arc::new(BootTimeline::default());
     timeline.mark_at(Phase::MainEntered, main_entered);
+    if !cfg.debug_delay.is_zero() {
+        std::thread::sleep(cfg.debug_delay);
+    }
     let vm = match vmm::builder::build(&cfg, timeline.clone()) {
         Ok(vm) => vm,
         Err(e) => return fail(&e),

@@ -1,111 +1,52 @@
-//! `flint bench`: boot a guest many times and print whole-process wall time,
-//! boot-report phases and peak RSS, side by side with peers run alternately
-//! in the same session (QEMU `-M microvm`, the raw-KVM floor program), plus a
-//! guest-vs-native CPU figure from the probe's compute workload, console
-//! throughput and guest-vs-native virtio-blk throughput.
+//! `flint bench`: a boot-time regression benchmark. Boots a guest (the
+//! embedded probe, or the kernel/initrd/command line given) N times,
+//! interleaved with peers (QEMU microvm, Firecracker, the raw-KVM floor),
+//! and prints per-phase medians, p10, p90, stdev and peak RSS; writes every
+//! raw sample as JSON (`--json`), A/B-tests against a baseline file
+//! (`--compare`, exit 3 on a regression), measures the launch rate
+//! (`--concurrent`) and draws an SVG (`--plot`). Then the extra figures:
+//! CPU, console, virtio-blk, passthrough disk, kvmclock and virtio-net.
 //!
 //! Figures are printed, never asserted: this is a benchmark, not a test.
 
-use std::ffi::OsString;
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Instant;
 
 use crate::exit::EXIT_FLINT_ERROR;
 
+mod args;
+mod compare;
+mod concurrent;
 mod disk;
 mod figures;
+pub mod json;
+mod launch;
 mod net;
+mod phases;
+mod plot;
+mod results;
+mod stats;
+mod tables;
 
+pub use args::{Against, BenchArgs};
+pub use stats::percentile;
+
+use args::GuestSpec;
 use disk::disk_figure;
 use figures::{blk_figure, clock_figure, console_figure, cpu_figure};
+use json::Json;
+use launch::{qemu_cmd, Contestant, Monitor};
 use net::net_figure;
+use phases::Series;
 
-/// Options of `flint bench`.
-#[derive(Debug, clap::Args)]
-pub struct BenchArgs {
-    /// Measured runs per contestant.
-    #[arg(long, value_name = "N", default_value_t = 20)]
-    pub runs: usize,
-    /// Unmeasured runs per contestant first (page cache, CPU frequency).
-    #[arg(long, value_name = "K", default_value_t = 2)]
-    pub warmup: usize,
-    /// Guest RAM in MiB for flint and QEMU.
-    #[arg(long, value_name = "MiB", default_value_t = 64)]
-    pub mem: u64,
-    /// QEMU binary to compare with ("none" to skip; default: qemu-system-x86_64 on PATH).
-    #[arg(long, value_name = "PATH")]
-    pub qemu: Option<String>,
-    /// The raw-KVM floor program (shared/peers/floor), to compare with.
-    #[arg(long, value_name = "PATH")]
-    pub floor: Option<PathBuf>,
-    /// A trivial PVH guest (shared/peers/guest/guest.elf) to boot besides the probe.
-    #[arg(long, value_name = "PATH")]
-    pub peer_guest: Option<PathBuf>,
-    /// Iterations of the CPU workload (guest vs native); 0 skips it.
-    #[arg(long, value_name = "N", default_value_t = 200_000)]
-    pub workload: u64,
-    /// KiB the probe sends through virtio-console for the console
-    /// throughput figure (the UART, ~1000x slower, sends at most 1 MiB);
-    /// 0 skips it.
-    #[arg(long, value_name = "KiB", default_value_t = 65536)]
-    pub console_kib: u64,
-    /// MiB of the temporary disk for the virtio-blk throughput figure
-    /// (guest vs native pwrite/pread on the same file); 0 skips it.
-    #[arg(long, value_name = "MiB", default_value_t = 64)]
-    pub blk_mib: u64,
-    /// Pings of the virtio-net flood (`ping -f`) to the probe, through flint
-    /// and QEMU on a tap in a private network namespace (needs root); 0
-    /// skips the net figure.
-    #[arg(long, value_name = "N", default_value_t = 20_000)]
-    pub net_flood: u64,
-    /// Seconds between the two kvmclock samples of the clock-drift figure;
-    /// 0 skips it.
-    #[arg(long, value_name = "S", default_value_t = 10)]
-    pub clock_seconds: u64,
-    /// MiB of the loop device for the passthrough disk table (native
-    /// O_DIRECT, flint passthrough, flint file-backed, QEMU), queue depth
-    /// 1 and 32; needs root; 0 (the default) skips it.
-    #[arg(long, value_name = "MiB", default_value_t = 0)]
-    pub disk_mib: u64,
-}
+/// Exit code of `flint bench --compare` when a phase regressed.
+pub const EXIT_REGRESSION: u8 = 3;
 
-/// One kind of process the benchmark launches.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Monitor {
-    Flint,
-    Qemu,
-    Floor,
-}
-
-impl Monitor {
-    fn name(self) -> &'static str {
-        match self {
-            Monitor::Flint => "flint",
-            Monitor::Qemu => "qemu microvm",
-            Monitor::Floor => "floor (raw KVM)",
-        }
-    }
-}
-
-/// A monitor booting a guest, and what its runs measured.
-struct Contestant {
-    monitor: Monitor,
-    guest: String,
-    cmd: Vec<OsString>,
-    /// Exit codes that count as a clean run.
-    ok_codes: &'static [i32],
-    wall_us: Vec<f64>,
-    rss_kib: Vec<f64>,
-    phases: Vec<Vec<(String, f64)>>,
-    failures: usize,
-}
-
-/// Run the benchmark; returns the process exit code.
+/// Run the benchmark; returns the process exit code: 0, [`EXIT_REGRESSION`]
+/// or 125 when the benchmark itself could not run.
 pub fn run(args: BenchArgs) -> u8 {
     match bench(&args) {
-        Ok(()) => 0,
+        Ok(Gate::Pass) => 0,
+        Ok(Gate::Regression) => EXIT_REGRESSION,
         Err(e) => {
             eprintln!("flint bench: error: {e}");
             EXIT_FLINT_ERROR
@@ -113,27 +54,147 @@ pub fn run(args: BenchArgs) -> u8 {
     }
 }
 
-fn bench(args: &BenchArgs) -> Result<(), String> {
-    let dir = std::env::temp_dir().join(format!("flint-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let probe = dir.join("probe.elf");
+/// What `--compare` decided (Pass without it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Gate {
+    Pass,
+    Regression,
+}
+
+/// A scratch directory, removed on drop.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn bench(args: &BenchArgs) -> Result<Gate, String> {
+    if !(args.threshold.is_finite() && args.threshold >= 0.0) {
+        return Err(format!(
+            "--threshold {}: must be a percentage ≥ 0",
+            args.threshold
+        ));
+    }
+    let dir = Scratch(std::env::temp_dir().join(format!("flint-bench-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0).map_err(|e| format!("{}: {e}", dir.0.display()))?;
+    let probe = dir.0.join("probe.elf");
     std::fs::write(&probe, crate::probe::PROBE_ELF)
         .map_err(|e| format!("{}: {e}", probe.display()))?;
-    let mut contestants = contestants(args, &probe, &dir)?;
+    let guest = guest_spec(args, &probe);
+    let baseline = match &args.compare {
+        Some(p) => Some(results::read_baseline(p).map_err(|e| chain(&e))?),
+        None => None,
+    };
+    let mut contestants = contestants(args, &guest, &dir.0)?;
     println!(
-        "flint bench: {} runs each after {} warm-up, alternating; guest RAM {} MiB; host {} CPUs",
+        "flint bench: {} runs each after {} warm-up, interleaved; guest {} ({} MiB, {} vCPU); host {} CPUs",
         args.runs,
         args.warmup,
-        args.mem,
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        guest.kernel_name,
+        guest.mem,
+        guest.vcpus,
+        results::host_cpus()
     );
-    for round in 0..args.warmup + args.runs {
-        for c in contestants.iter_mut() {
-            measure(c, &dir, round >= args.warmup);
+    launch::rounds(&mut contestants, args.warmup, args.runs);
+    let flint = Series::of(&contestants[0].runs);
+    let baseline = baseline.or_else(|| interleaved_baseline(args, &contestants));
+    if flint.runs.is_empty() {
+        return Err(format!(
+            "every flint run failed; `{}` says: {}",
+            show(&contestants[0].cmd),
+            first_error(&contestants[0].cmd)
+        ));
+    }
+    tables::print_table(&contestants);
+    phases::print_summary(
+        &format!(
+            "flint phases, {} runs of {}",
+            flint.runs.len(),
+            guest.kernel_name
+        ),
+        &flint,
+    );
+    tables::print_report_detail(&contestants);
+    let gate = report(args, &guest, &contestants, &flint, baseline.as_ref())?;
+    extra_figures(args, &probe, &dir.0);
+    Ok(gate)
+}
+
+/// The `--compare-binary` runs as a baseline.
+fn interleaved_baseline(args: &BenchArgs, cs: &[Contestant]) -> Option<results::Baseline> {
+    let old = args.compare_binary.as_ref()?;
+    let c = cs.iter().find(|c| c.monitor == Monitor::FlintBaseline)?;
+    Some(results::Baseline {
+        path: format!("{} (interleaved)", old.display()),
+        metadata: Json::Null,
+        series: Series::of(&c.runs),
+    })
+}
+
+/// `--concurrent`, `--compare`, `--json` and `--plot`.
+fn report(
+    args: &BenchArgs,
+    guest: &GuestSpec,
+    cs: &[Contestant],
+    flint: &Series,
+    baseline: Option<&results::Baseline>,
+) -> Result<Gate, String> {
+    let concurrent = match args.concurrent {
+        Some(k) => {
+            let cmd = launch::flint_cmd(guest, None, args.debug_delay_ms)?;
+            let batches = concurrent::run(&cmd, k, args.warmup, args.runs);
+            concurrent::print(&batches, k);
+            concurrent::to_json(&batches, k)
+        }
+        None => Json::Null,
+    };
+    let metadata = results::metadata(&results::Meta {
+        guest,
+        runs: args.runs,
+        warmup: args.warmup,
+        failures: cs[0].failures,
+        debug_delay_ms: args.debug_delay_ms,
+    });
+    let (mut gate, mut comparison) = (Gate::Pass, Json::Null);
+    if let Some(b) = baseline {
+        for d in compare::differences(&b.metadata, &metadata) {
+            println!("note: the baseline differs in {d}");
+        }
+        let cmp = compare::compare(&b.series, flint, args.threshold);
+        compare::print(&cmp, &b.path, args.threshold);
+        comparison = compare::to_json(&cmp, &b.path, args.threshold);
+        if compare::regressed(&cmp) {
+            gate = Gate::Regression;
         }
     }
-    print_table(&contestants);
-    print_phases(&contestants);
+    if let Some(path) = &args.json {
+        let doc = results::Document {
+            metadata,
+            flint: flint.clone(),
+            peers: tables::peers_json(cs),
+            concurrent,
+            comparison,
+        };
+        results::write(path, &doc)?;
+        println!("\nwrote {}", path.display());
+    }
+    if let Some(path) = &args.plot {
+        let title = format!(
+            "flint bench: {}, {} runs",
+            guest.kernel_name,
+            flint.runs.len()
+        );
+        let svg = plot::svg(&title, flint, baseline.map(|b| &b.series));
+        std::fs::write(path, svg).map_err(|e| format!("--plot {}: {e}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(gate)
+}
+
+fn extra_figures(args: &BenchArgs, probe: &Path, dir: &Path) {
+    let qemu = launch::qemu_binary(args.qemu.as_deref());
     if args.workload > 0 {
         cpu_figure(args.workload);
     }
@@ -141,267 +202,159 @@ fn bench(args: &BenchArgs) -> Result<(), String> {
         console_figure(args.console_kib);
     }
     if args.blk_mib > 0 {
-        blk_figure(args.blk_mib, &dir);
+        blk_figure(args.blk_mib, dir);
     }
     if args.disk_mib > 0 {
-        disk_figure(args.disk_mib, &dir, &probe, qemu_path(args).as_deref());
+        disk_figure(args.disk_mib, dir, probe, qemu.as_deref());
     }
     if args.clock_seconds > 0 {
         clock_figure(args.clock_seconds);
     }
     if args.net_flood > 0 {
-        net_figure(args.net_flood, &probe, qemu_path(args).as_deref());
+        net_figure(args.net_flood, probe, qemu.as_deref());
     }
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(())
 }
 
-fn contestants(args: &BenchArgs, probe: &Path, dir: &Path) -> Result<Vec<Contestant>, String> {
-    let me = std::env::current_exe().map_err(|e| format!("cannot find flint's own binary: {e}"))?;
-    let qemu = qemu_path(args);
-    let mut guests: Vec<(String, PathBuf)> = vec![("probe".into(), probe.to_path_buf())];
+fn guest_spec(args: &BenchArgs, probe: &Path) -> GuestSpec {
+    let (kernel, kernel_name) = match &args.kernel {
+        Some(k) => (k.clone(), k.display().to_string()),
+        None => (probe.to_path_buf(), "embedded probe".to_string()),
+    };
+    GuestSpec {
+        kernel,
+        kernel_name,
+        initrd: args.initrd.clone(),
+        cmdline: args.cmdline.clone(),
+        mem: args.mem,
+        vcpus: args.vcpus,
+    }
+}
+
+/// flint on the guest first, then its peers; then the same for `--peer-guest`.
+fn contestants(args: &BenchArgs, guest: &GuestSpec, dir: &Path) -> Result<Vec<Contestant>, String> {
+    let mut guests = vec![("guest".to_string(), guest.clone())];
+    if args.kernel.is_none() {
+        guests[0].0 = "probe".into();
+    }
     if let Some(g) = &args.peer_guest {
-        guests.push((file_name(g), g.clone()));
+        let name = g
+            .file_name()
+            .map_or("peer".into(), |n| n.to_string_lossy().into_owned());
+        guests.push((
+            name,
+            GuestSpec {
+                kernel: g.clone(),
+                kernel_name: g.display().to_string(),
+                ..guest.clone()
+            },
+        ));
     }
     let mut out = Vec::new();
-    for (gname, gpath) in &guests {
+    for (gname, g) in &guests {
         let report = dir.join("report.json");
-        let flint: Vec<OsString> = vec![
-            me.clone().into(),
-            "run".into(),
-            "--kernel".into(),
-            gpath.into(),
-            "--mem".into(),
-            args.mem.to_string().into(),
-            "--boot-report".into(),
-            report.into(),
-        ];
-        out.push(contestant(Monitor::Flint, gname, flint, &[0]));
+        let mut flint = Contestant::new(
+            Monitor::Flint,
+            gname,
+            launch::flint_cmd(g, Some(&report), args.debug_delay_ms)?,
+            &[0],
+        );
+        flint.report = Some(report);
+        out.push(flint);
+        if let Some(old) = args.compare_binary.as_ref().filter(|_| out.len() == 1) {
+            launch::require_flint(old).map_err(|e| chain(&e))?;
+            let report = dir.join("report-baseline.json");
+            let cmd = launch::flint_binary_cmd(old, g, Some(&report), 0);
+            let mut base = Contestant::new(Monitor::FlintBaseline, gname, cmd, &[0]);
+            base.report = Some(report);
+            out.push(base);
+        }
         // The floor sets no CPUID, so its vCPU has no long mode: it can boot
         // the 32-bit peer guest but not the probe.
         if let Some(floor) = args.floor.as_ref().filter(|_| gname != "probe") {
-            out.push(contestant(
+            out.push(Contestant::new(
                 Monitor::Floor,
                 gname,
-                vec![floor.into(), gpath.into()],
+                vec![floor.into(), g.kernel.clone().into()],
                 &[0],
             ));
         }
-        if let Some(q) = &qemu {
-            out.push(contestant(
-                Monitor::Qemu,
-                gname,
-                qemu_cmd(q, gpath, args.mem),
-                &[1],
-            ));
-        }
+        out.extend(peers(args, gname, g, dir)?);
     }
     Ok(out)
 }
 
-/// The QEMU binary asked for, if any.
-fn qemu_path(args: &BenchArgs) -> Option<PathBuf> {
-    match args.qemu.as_deref() {
-        Some("none") => None,
-        Some(path) => Some(PathBuf::from(path)),
-        None => find_on_path("qemu-system-x86_64"),
+/// `--against` peers, or QEMU on PATH when none is named.
+fn peers(
+    args: &BenchArgs,
+    gname: &str,
+    g: &GuestSpec,
+    dir: &Path,
+) -> Result<Vec<Contestant>, String> {
+    let mut out = Vec::new();
+    if args.against.is_empty() {
+        if let Some(q) = launch::qemu_binary(args.qemu.as_deref()) {
+            out.push(Contestant::new(
+                Monitor::Qemu,
+                gname,
+                launch::qemu_guest_cmd(&q, g),
+                &[0, 1],
+            ));
+        }
+        return Ok(out);
     }
-}
-
-fn contestant(
-    monitor: Monitor,
-    guest: &str,
-    cmd: Vec<OsString>,
-    ok_codes: &'static [i32],
-) -> Contestant {
-    Contestant {
-        monitor,
-        guest: guest.to_string(),
-        cmd,
-        ok_codes,
-        wall_us: Vec::new(),
-        rss_kib: Vec::new(),
-        phases: Vec::new(),
-        failures: 0,
-    }
-}
-
-/// The QEMU line that boots a PVH ELF here (plain `-cpu host` aborts on
-/// nested PVM hosts reading MSR 0x10a); isa-debug-exit gives status 1 for a 0 write.
-fn qemu_cmd(qemu: &Path, guest: &Path, mem: u64) -> Vec<OsString> {
-    let mut cmd: Vec<OsString> = vec![qemu.into()];
-    for a in [
-        "-M",
-        "microvm,x-option-roms=off,rtc=off",
-        "-enable-kvm",
-        "-cpu",
-        "host,-arch-capabilities",
-        "-m",
-        &mem.to_string(),
-        "-nographic",
-        "-no-reboot",
-        "-nodefaults",
-        "-serial",
-        "stdio",
-        "-device",
-        "isa-debug-exit,iobase=0xf4,iosize=1",
-        "-kernel",
-    ] {
-        cmd.push(a.into());
-    }
-    cmd.push(guest.into());
-    cmd
-}
-
-fn measure(c: &mut Contestant, dir: &Path, record: bool) {
-    let report = dir.join("report.json");
-    let _ = std::fs::remove_file(&report);
-    let start = Instant::now();
-    let child = Command::new(&c.cmd[0])
-        .args(&c.cmd[1..])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn();
-    let Ok(child) = child else {
-        c.failures += 1;
-        return;
-    };
-    let (status, rss) = wait_with_rusage(child.id() as libc::pid_t);
-    let wall = start.elapsed().as_secs_f64() * 1e6;
-    let ok = status.is_some_and(|s| c.ok_codes.contains(&s));
-    if !ok {
-        c.failures += 1;
-    }
-    if record && ok {
-        c.wall_us.push(wall);
-        c.rss_kib.push(rss as f64);
-        if c.monitor == Monitor::Flint {
-            if let Ok(json) = std::fs::read_to_string(&report) {
-                c.phases.push(phases_since_main(&json));
+    for a in &args.against {
+        let c = match a {
+            Against::Qemu => {
+                let q = launch::require_qemu(args.qemu.as_deref()).map_err(|e| chain(&e))?;
+                Contestant::new(Monitor::Qemu, gname, launch::qemu_guest_cmd(&q, g), &[0, 1])
             }
-        }
-    }
-}
-
-/// Reap `pid`, returning its exit code and peak RSS (KiB) from wait4.
-fn wait_with_rusage(pid: libc::pid_t) -> (Option<i32>, i64) {
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value of this plain C struct.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `pid` is our child; `status` and `usage` are valid for writes.
-    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    if r != pid {
-        return (None, 0);
-    }
-    (
-        std::process::ExitStatus::from_raw(status).code(),
-        usage.ru_maxrss,
-    )
-}
-
-fn phases_since_main(json: &str) -> Vec<(String, f64)> {
-    let Some(start) = json.find("\"since_main_us\":{") else {
-        return Vec::new();
-    };
-    let body = &json[start + 17..];
-    let body = &body[..body.find('}').unwrap_or(body.len())];
-    body.split(',')
-        .filter_map(|kv| {
-            let (k, v) = kv.split_once(':')?;
-            Some((k.trim_matches('"').to_string(), v.parse().ok()?))
-        })
-        .collect()
-}
-
-/// Percentile `p` (0–100) of `v` by nearest rank; NaN for no data.
-pub fn percentile(v: &[f64], p: f64) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    let rank = ((p / 100.0) * (s.len() - 1) as f64).round() as usize;
-    s[rank.min(s.len() - 1)]
-}
-
-fn print_table(cs: &[Contestant]) {
-    println!("\nwhole process, spawn to reaped (ms) and peak RSS (MiB):");
-    println!(
-        "{:<12} {:<16} {:>8} {:>8} {:>8} {:>9} {:>6}",
-        "guest", "monitor", "median", "p90", "min", "peak RSS", "fails"
-    );
-    for c in cs {
-        println!(
-            "{:<12} {:<16} {:>8.2} {:>8.2} {:>8.2} {:>9.2} {:>6}",
-            c.guest,
-            c.monitor.name(),
-            percentile(&c.wall_us, 50.0) / 1e3,
-            percentile(&c.wall_us, 90.0) / 1e3,
-            percentile(&c.wall_us, 0.0) / 1e3,
-            percentile(&c.rss_kib, 50.0) / 1024.0,
-            c.failures
-        );
-    }
-    for c in cs.iter().filter(|c| c.monitor != Monitor::Flint) {
-        let Some(f) = cs
-            .iter()
-            .find(|f| f.monitor == Monitor::Flint && f.guest == c.guest)
-        else {
-            continue;
+            Against::Firecracker(fc) => {
+                let config = dir.join(format!("firecracker-{gname}.json"));
+                let cmd = launch::firecracker_cmd(fc, g, &config).map_err(|e| chain(&e))?;
+                Contestant::new(Monitor::Firecracker, gname, cmd, &[0])
+            }
         };
-        let ratio = percentile(&f.wall_us, 50.0) / percentile(&c.wall_us, 50.0);
-        println!(
-            "  {}: flint / {} = {:.2}x (medians)",
-            c.guest,
-            c.monitor.name(),
-            ratio
-        );
+        out.push(c);
+    }
+    Ok(out)
+}
+
+/// One run of `cmd` with its stderr kept: why it fails.
+fn first_error(cmd: &[std::ffi::OsString]) -> String {
+    let out = std::process::Command::new(&cmd[0])
+        .args(&cmd[1..])
+        .stdin(std::process::Stdio::null())
+        .output();
+    match out {
+        Ok(o) => format!(
+            "{} ({})",
+            String::from_utf8_lossy(&o.stderr).trim(),
+            o.status
+        ),
+        Err(e) => e.to_string(),
     }
 }
 
-fn print_phases(cs: &[Contestant]) {
-    for c in cs
-        .iter()
-        .filter(|c| c.monitor == Monitor::Flint && !c.phases.is_empty())
-    {
-        println!(
-            "\nflint boot report, {} (µs since main; median / p90):",
-            c.guest
-        );
-        let names: Vec<String> = c.phases[0].iter().map(|(k, _)| k.clone()).collect();
-        for name in names {
-            let v: Vec<f64> = c
-                .phases
-                .iter()
-                .filter_map(|p| p.iter().find(|(k, _)| *k == name).map(|(_, v)| *v))
-                .collect();
-            println!(
-                "  {:<18} {:>9.1} {:>9.1}",
-                name,
-                percentile(&v, 50.0),
-                percentile(&v, 90.0)
-            );
-        }
+pub(crate) fn show(cmd: &[std::ffi::OsString]) -> String {
+    cmd.iter()
+        .map(|a| a.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// An error and its sources, one sentence each.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
     }
+    msg
 }
 
 pub(super) fn rdtsc() -> u64 {
     // SAFETY: rdtsc has no memory effects and exists on every x86_64 CPU.
     unsafe { core::arch::x86_64::_rdtsc() }
-}
-
-fn find_on_path(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|d| Path::new(d).join(name))
-        .find(|p| p.is_file())
-}
-
-fn file_name(p: &Path) -> String {
-    p.file_name().map_or_else(
-        || p.display().to_string(),
-        |n| n.to_string_lossy().into_owned(),
-    )
 }

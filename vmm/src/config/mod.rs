@@ -70,4 +70,6 @@ pub struct RunConfig {
     pub nets: Vec<devices::NetConfig>,
     /// What the per-thread system-call filters do with a call off their list.
     pub seccomp: seccomp::Mode,
+    /// Test-only pause during monitor set-up (`--debug-delay-ms`).
+    pub debug_delay: Duration,
 }
