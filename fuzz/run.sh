@@ -15,7 +15,7 @@
 # starting from the seeds in fuzz/corpus/<target>; a crash leaves its input
 # in fuzz/artifacts/<target>/ and makes the script exit 1 (after the other
 # targets ran). Reproduce one with
-#   fuzz/target/x86_64-unknown-linux-gnu/release/<target> <crash file>
+#   fuzz/target/address/x86_64-unknown-linux-gnu/release/<target> <crash file>
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -40,14 +40,17 @@ flags=(
     -Coverflow-checks
     -Ccodegen-units=1
 )
-if [ "${FLINT_FUZZ_SANITIZER:-address}" = address ]; then
+sanitizer=${FLINT_FUZZ_SANITIZER:-address}
+if [ "$sanitizer" = address ]; then
     flags+=(-Zsanitizer=address)
 fi
+# One build folder per sanitizer, so switching does not rebuild everything.
+target_dir=target/$sanitizer
 echo "fuzz/run.sh: building ${targets[*]}" >&2
 bins=()
 for t in "${targets[@]}"; do bins+=(--bin "$t"); done
 RUSTC_BOOTSTRAP=1 RUSTFLAGS="${flags[*]}" \
-    cargo build --release --target "$triple" "${bins[@]}"
+    cargo build --release --target "$triple" --target-dir "$target_dir" "${bins[@]}"
 
 status=0
 summary=()
@@ -57,7 +60,7 @@ for t in "${targets[@]}"; do
     echo "fuzz/run.sh: $t for ${seconds}s" >&2
     rc=0
     # shellcheck disable=SC2086 # FLINT_FUZZ_ARGS is a list of options
-    "target/$triple/release/$t" -max_total_time="$seconds" -timeout=10 \
+    "$target_dir/$triple/release/$t" -max_total_time="$seconds" -timeout=10 \
         -artifact_prefix="artifacts/$t/" -print_final_stats=1 \
         ${FLINT_FUZZ_ARGS:-} "work/$t" "corpus/$t" >"$log" 2>&1 || rc=$?
     # The last status line: "#N DONE cov: C ft: F corp: K/S ... exec/s: E".
