@@ -24,6 +24,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, Write};
+use std::path::Path;
 use std::sync::OnceLock;
 
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
@@ -155,7 +156,13 @@ fn scratch_file(index: usize, bytes: &[u8]) -> io::Result<File> {
         Some(file) => file,
         None => {
             let name = format!("flint-fuzz-boot-{}-{index}", std::process::id());
-            let path = std::env::temp_dir().join(name);
+            // tmpfs where there is one: truncating costs no disk I/O.
+            let shm = Path::new("/dev/shm");
+            let dir = match shm.is_dir() {
+                true => shm.to_path_buf(),
+                false => std::env::temp_dir(),
+            };
+            let path = dir.join(name);
             let file = OpenOptions::new()
                 .read(true)
                 .write(true)

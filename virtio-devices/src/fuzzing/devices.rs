@@ -19,6 +19,7 @@ use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, RawFd};
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use vm_memory::{Bytes, GuestMemoryMmap, VolatileSlice};
@@ -246,6 +247,16 @@ impl BlockBackend for Disk {
 /// Size of the temporary file behind a [`Disk::File`].
 const FILE_DISK_LEN: u64 = 64 << 10;
 
+/// Where scratch files go: tmpfs (/dev/shm) where there is one, so that
+/// truncating and FLUSH (fdatasync) cost no disk I/O.
+pub(crate) fn scratch_dir() -> PathBuf {
+    let shm = Path::new("/dev/shm");
+    match shm.is_dir() {
+        true => shm.to_path_buf(),
+        false => std::env::temp_dir(),
+    }
+}
+
 /// The process's temporary disk file, zeroed: one file per process,
 /// unlinked at once.
 fn temp_disk() -> io::Result<File> {
@@ -253,7 +264,8 @@ fn temp_disk() -> io::Result<File> {
     let file = match FILE.get() {
         Some(file) => file,
         None => {
-            let path = std::env::temp_dir().join(format!("flint-fuzz-disk-{}", std::process::id()));
+            let name = format!("flint-fuzz-disk-{}", std::process::id());
+            let path = scratch_dir().join(name);
             let file = OpenOptions::new()
                 .read(true)
                 .write(true)
