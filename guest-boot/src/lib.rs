@@ -20,6 +20,8 @@ pub mod bootinfo;
 pub mod cmdline;
 pub mod cpuid;
 pub mod entry;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod layout;
 pub mod loader;
 

@@ -85,6 +85,8 @@
 pub mod block;
 pub mod console;
 mod device;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 mod interrupt;
 pub mod mmio;
 pub mod net;

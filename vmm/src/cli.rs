@@ -174,7 +174,7 @@ pub enum CliError {
     #[error("--vcpus {0}: must be between 1 and 254")]
     Vcpus(u16),
     /// `--timeout` not a positive finite number.
-    #[error("--timeout {0}: must be a positive number of seconds")]
+    #[error("--timeout {0}: must be a positive number of seconds, below 2^64")]
     Timeout(f64),
     /// `--cpuid-mask` names an unknown feature.
     #[error("--cpuid-mask: {0}")]
@@ -208,8 +208,12 @@ impl TryFrom<RunArgs> for RunConfig {
             .filter(|n| (1..=254).contains(n))
             .ok_or(CliError::Vcpus(args.vcpus))?;
         let timeout = match args.timeout {
-            Some(t) if !(t.is_finite() && t > 0.0) => return Err(CliError::Timeout(t)),
-            Some(t) => Some(Duration::from_secs_f64(t)),
+            Some(t) if t > 0.0 => {
+                // Fails for NaN, infinity and anything of 2^64 s or more
+                // (from_secs_f64 would panic).
+                Some(Duration::try_from_secs_f64(t).map_err(|_| CliError::Timeout(t))?)
+            }
+            Some(t) => return Err(CliError::Timeout(t)),
             None => None,
         };
         let boot_report = match args.boot_report.as_deref() {
@@ -448,5 +452,20 @@ mod tests {
         let mut cmd = Cli::command();
         let run = cmd.find_subcommand_mut("run").unwrap();
         assert!(!run.render_long_help().to_string().contains("debug-delay"));
+    }
+
+    /// A `config` fuzz target crash (`run --timeout 1e20`):
+    /// `Duration::from_secs_f64` panicked on a finite timeout too large for
+    /// a Duration.
+    #[test]
+    fn timeouts_too_large_for_a_duration_are_refused() {
+        for t in ["1e20", "18446744073709551616", "1.8e308"] {
+            assert!(
+                matches!(args(&["--timeout", t]), Err(CliError::Timeout(_))),
+                "{t}"
+            );
+        }
+        let nan = args(&["--timeout", "NaN"]);
+        assert!(matches!(nan, Err(CliError::Timeout(_))));
     }
 }
