@@ -33,7 +33,10 @@ const EXIT_PORT: u64 = 0xf4;
 const STATUS_NOT_RUN: u8 = 127;
 /// PATH and HOME the command starts with, before `/flint/env`.
 const DEFAULT_ENV: [(&str, &str); 2] = [
-    ("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+    (
+        "PATH",
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    ),
     ("HOME", "/root"),
 ];
 
@@ -194,7 +197,8 @@ fn start_stdin_pump(console: &OwnedFd, command: &mut Command) -> Option<libc::pi
         return None;
     }
     // SAFETY: pipe2 succeeded; each descriptor is owned once.
-    let (read_end, write_end) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let (read_end, write_end) =
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     // SAFETY: fork in a single-threaded process; the child only reads, writes and exits.
     match unsafe { libc::fork() } {
         0 => {

@@ -70,4 +70,6 @@ pub struct RunConfig {
     pub nets: Vec<devices::NetConfig>,
     /// What the per-thread system-call filters do with a call off their list.
     pub seccomp: seccomp::Mode,
+    /// The command of a one-shot guest (`-- CMD ARGS...`), if any.
+    pub oneshot: Option<crate::oneshot::OneShot>,
 }
