@@ -248,6 +248,7 @@ impl TryFrom<RunArgs> for RunConfig {
             return Err(CliError::TooManyDevices(args.placeholder_devices));
         }
         let oneshot = oneshot(&args)?;
+        let oneshot_given = oneshot.is_some();
         let console = if oneshot.is_some() {
             // The UART carries the kernel's messages; the command gets its own consoles.
             ConsoleMode::Serial
@@ -276,7 +277,9 @@ impl TryFrom<RunArgs> for RunConfig {
                 .map_err(CliError::CpuidMask)?,
             discovery: Discovery {
                 acpi: !args.no_acpi,
-                cmdline: !args.no_cmdline_devices,
+                // A one-shot guest's kernel finds its devices in the DSDT; listing them on the
+                // command line too makes it probe each twice (and fail, loudly, the second time).
+                cmdline: !args.no_cmdline_devices && (args.no_acpi || !oneshot_given),
             },
             kvm_device: args.kvm_device,
             placeholder_devices: args.placeholder_devices,

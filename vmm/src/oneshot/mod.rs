@@ -24,10 +24,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 /// Kernel parameters for hosts whose guest kernel mode is emulated (nested KVM through PVM):
-/// no xsave, fsgsbase, popcnt or SMAP instructions (the emulator lacks them), no read-only
+/// no xsave, fsgsbase, popcnt, SMAP or cmpxchg16b instructions (the emulator lacks them), no read-only
 /// remapping of kernel data and no speculation mitigations (each costs emulated time).
 pub const EMULATED_KERNEL_PARAMS: &str =
-    "noxsave nofsgsbase clearcpuid=popcnt,smap rodata=off mitigations=off";
+    "noxsave nofsgsbase clearcpuid=popcnt,smap,cx16 rodata=off mitigations=off";
 
 /// Where the kernel's console messages go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,8 +67,10 @@ impl OneShot {
     /// The kernel command line flint adds before the user's `--cmdline`.
     pub fn cmdline_prefix(&self, host: HostKind) -> String {
         let mut words = Vec::new();
-        if self.kernel_log == KernelLog::Hidden {
-            words.push("quiet");
+        match self.kernel_log {
+            KernelLog::Hidden => words.push("quiet"),
+            // From the first line, before the 8250 driver registers its console.
+            KernelLog::Stderr => words.push("earlyprintk=serial,ttyS0"),
         }
         if host == HostKind::EmulatedKernel {
             words.push(EMULATED_KERNEL_PARAMS);
@@ -187,7 +189,7 @@ mod tests {
         o.kernel_log = KernelLog::Stderr;
         assert_eq!(
             o.cmdline_prefix(HostKind::EmulatedKernel),
-            EMULATED_KERNEL_PARAMS
+            format!("earlyprintk=serial,ttyS0 {EMULATED_KERNEL_PARAMS}")
         );
     }
 
