@@ -33,8 +33,8 @@ busybox=$(dpkg -L busybox-static | grep -m1 '/bin/busybox$')
 
 init=${FLINT_INIT:-}
 if [ -z "$init" ]; then
-    (cd "$repo" && cargo build -q --release -p images --bin flint-init)
-    init=${CARGO_TARGET_DIR:-$repo/target}/x86_64-unknown-linux-gnu/release/flint-init
+    (cd "$repo" && cargo build -q --profile init -p images --bin flint-init)
+    init=${CARGO_TARGET_DIR:-$repo/target}/x86_64-unknown-linux-gnu/init/flint-init
 fi
 
 stage=$(mktemp -d)
