@@ -11,6 +11,7 @@ use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use crate::control::VmControl;
 use crate::devices::virtio::{InputRouter, StdinFraming};
 use crate::exit::VmOutcome;
+use crate::report::Phase;
 
 const TOKEN_STOP: u64 = 0;
 const TOKEN_STDIN: u64 = 1;
@@ -176,7 +177,11 @@ impl<'a> EventLoop<'a> {
             // A file: reading never blocks.
             stdin.read();
         }
-        if !stdin.pending.is_empty() {
+        // A one-shot command's init opens its consoles in raw mode, then marks boot-complete;
+        // bytes that came earlier would meet the tty's default line discipline (echo, ^C, ^S).
+        let gated = stdin.framing == StdinFraming::Frames
+            && self.control.timeline.get(Phase::BootComplete).is_none();
+        if !stdin.pending.is_empty() && !gated {
             let taken = self.input.feed(&stdin.pending);
             stdin.pending.drain(..taken);
         }

@@ -8,7 +8,8 @@
 //! - `/flint/env`: `KEY=VALUE` entries, each followed by a NUL byte (added to a default PATH/HOME);
 //! - `/flint/workdir`: the directory to run in (optional).
 //!
-//! Consoles: hvc0 carries the command's stdout (and, from flint, its stdin, framed as chunks of
+//! Consoles (opened in raw mode before the boot-complete marker, which tells flint to start
+//! sending stdin): hvc0 carries the command's stdout (and, from flint, its stdin, framed as chunks of
 //! a 4-byte little-endian length and the bytes, a zero length meaning end of file); hvc1 its
 //! stderr. Both are put in raw mode, so bytes pass unchanged.
 //!
@@ -20,7 +21,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 
@@ -42,8 +43,12 @@ const DEFAULT_ENV: [(&str, &str); 2] = [
 
 fn main() {
     mount_filesystems();
+    // Raw mode before boot-complete: flint sends stdin only after the marker, so no byte
+    // meets the tty's default line discipline (echo, ^C, ^S...).
+    let out = open_console("/dev/hvc0");
+    let err = open_console("/dev/hvc1");
     outb(BOOT_COMPLETE_PORT, BOOT_COMPLETE);
-    let status = run_command();
+    let status = run_command(out, err);
     outb(EXIT_PORT, status);
     // Only reached if the exit port did not end the VM (another monitor).
     // SAFETY: reboot(2) with a valid command; PID 1 may call it.
@@ -88,14 +93,12 @@ fn outb(port: u64, value: u8) {
 
 /// Run the command with the consoles as its stdio; its exit status (128 + signal number after
 /// a signal, as a shell reports it).
-fn run_command() -> u8 {
+fn run_command(out: Option<OwnedFd>, err: Option<OwnedFd>) -> u8 {
     let argv = read_list("/flint/argv");
     let Some((program, args)) = argv.split_first() else {
         eprintln!("flint-init: /flint/argv is missing or empty: nothing to run");
         return STATUS_NOT_RUN;
     };
-    let out = open_console("/dev/hvc0");
-    let err = open_console("/dev/hvc1");
     let mut command = Command::new(program);
     command.args(args).env_clear().envs(DEFAULT_ENV);
     for entry in read_list("/flint/env") {
@@ -169,7 +172,12 @@ fn read_list(path: &str) -> Vec<OsString> {
 /// for a second while the driver brings it up; none if it never appears.
 fn open_console(path: &str) -> Option<OwnedFd> {
     for _ in 0..100 {
-        if let Ok(file) = OpenOptions::new().read(true).write(true).open(path) {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOCTTY)
+            .open(path);
+        if let Ok(file) = file {
             let fd = OwnedFd::from(file);
             // SAFETY: termios is plain data; tcgetattr fills it and tcsetattr reads it, both on
             // an open descriptor.
