@@ -50,7 +50,7 @@ pub struct Cli {
 pub enum Command {
     /// Boot a guest and run it until it exits.
     #[command(after_help = RUN_EXAMPLES)]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Boot a guest many times and print boot-time, memory and CPU figures,
     /// side by side with QEMU microvm and the raw-KVM floor when available.
     Bench(crate::bench::BenchArgs),
@@ -427,7 +427,7 @@ mod tests {
         let Command::Run(run) = cli.command else {
             panic!("not run")
         };
-        RunConfig::try_from(run)
+        RunConfig::try_from(*run)
     }
 
     #[test]

@@ -44,7 +44,7 @@ fn main() -> ExitCode {
                 ),
                 _ => {}
             }
-            ExitCode::from(run(args, main_entered, start))
+            ExitCode::from(run(*args, main_entered, start))
         }
         Command::Bench(args) => ExitCode::from(vmm::bench::run(args)),
     }
