@@ -1,7 +1,7 @@
 //! One-shot guests (README "One-shot guests"): `flint run --kernel K --initrd I -- CMD ARGS`
 //! boots flint's minimal kernel (images/linux/build-kernel.sh) with the flint-init initramfs
 //! (images/build-initramfs.sh), runs the command and exits with its status. Checked end to end:
-//! the exit code, argv/env/workdir byte for byte, stdout and stderr kept apart, stdin from a
+//! the exit code, argv/env/workdir byte for byte, a --share directory, stdout and stderr kept apart, stdin from a
 //! pipe and from a file, --timeout, and the option errors.
 //!
 //! tests/run builds both images (cached) and passes their paths in FLINT_ONESHOT_KERNEL and
@@ -108,11 +108,16 @@ fn command_gets_argv_env_workdir_byte_exact_and_its_exit_code_is_flints() {
     ];
     let script = OsStr::new(
         "for a in \"$@\"; do printf '%s\\0' \"$a\"; done; printf '%s\\0' \"$WEIRD\" \"$PLAIN\"; \
-         pwd; echo to-stderr >&2; exit 7",
+         pwd; cat /data/hello.txt; echo to-stderr >&2; exit 7",
     );
     let mut argv: Vec<&OsStr> = vec![OsStr::new("sh"), OsStr::new("-c"), script, OsStr::new("sh")];
     argv.extend(args.iter().map(|a| OsStr::from_bytes(a)));
-    let report = scratch("oneshot-argv").join("report.json");
+    let dir = scratch("oneshot-argv");
+    let report = dir.join("report.json");
+    let shared = dir.join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::write(shared.join("hello.txt"), "from the host\n").unwrap();
+    let share = format!("{}:/data", shared.display());
     let extra: Vec<&OsStr> = vec![
         OsStr::new("--env"),
         OsStr::from_bytes(b"WEIRD=a=b c\n\"d\" \xc3\xa9"),
@@ -122,6 +127,8 @@ fn command_gets_argv_env_workdir_byte_exact_and_its_exit_code_is_flints() {
         OsStr::new("/sys/kernel"),
         OsStr::new("--boot-report"),
         report.as_os_str(),
+        OsStr::new("--share"),
+        OsStr::new(&share),
     ];
     let o = oneshot(&extra, &argv, Stdin::Null);
     assert_eq!(o.code, Some(7), "{}", show(&o));
@@ -130,7 +137,7 @@ fn command_gets_argv_env_workdir_byte_exact_and_its_exit_code_is_flints() {
         want.extend_from_slice(a);
         want.push(0);
     }
-    want.extend_from_slice(b"a=b c\n\"d\" \xc3\xa9\0x\0/sys/kernel\n");
+    want.extend_from_slice(b"a=b c\n\"d\" \xc3\xa9\0x\0/sys/kernel\nfrom the host\n");
     assert_eq!(o.stdout, want, "{}", show(&o));
     assert_eq!(o.stderr, b"to-stderr\n", "{}", show(&o));
     if hardware_virtualization() {

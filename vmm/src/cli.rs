@@ -151,6 +151,11 @@ pub struct RunArgs {
     /// One-shot guest: the directory the command runs in.
     #[arg(long, value_name = "DIR", value_parser = clap::value_parser!(OsString))]
     pub workdir: Option<OsString>,
+    /// One-shot guest: a host directory the command sees read-only at
+    /// GUEST_PATH (default: the same path), as an ext4 image built with
+    /// mkfs.ext4 -d and cached by content (repeatable).
+    #[arg(long, value_name = "HOST_DIR[:GUEST_PATH]", value_parser = clap::value_parser!(OsString))]
+    pub share: Vec<OsString>,
     /// One-shot guest: show the kernel's messages (on stderr).
     #[arg(long)]
     pub verbose: bool,
@@ -205,6 +210,9 @@ pub enum CliError {
     /// A one-shot command without a kernel or initramfs.
     #[error("-- CMD needs --kernel and --initrd (an initramfs whose /init is flint-init)")]
     OneShotImages,
+    /// A bad `--share`.
+    #[error("{0}")]
+    Share(String),
     /// `--env` without `=`.
     #[error("--env {0:?}: expected KEY=VALUE")]
     Env(OsString),
@@ -298,6 +306,7 @@ fn oneshot(args: &RunArgs) -> Result<Option<OneShot>, CliError> {
         let stray = [
             (!args.env.is_empty(), "--env"),
             (args.workdir.is_some(), "--workdir"),
+            (!args.share.is_empty(), "--share"),
             (args.verbose, "--verbose"),
         ];
         return match stray.iter().find(|(set, _)| *set) {
@@ -320,6 +329,13 @@ fn oneshot(args: &RunArgs) -> Result<Option<OneShot>, CliError> {
         } else {
             KernelLog::Hidden
         },
+        shares: args
+            .share
+            .iter()
+            .map(|s| crate::oneshot::share::Share::parse(s))
+            .collect::<Result<_, _>>()
+            .map_err(CliError::Share)?,
+        disks_before_shares: args.disk.len() + args.passthrough.len(),
     }))
 }
 

@@ -52,10 +52,13 @@ fn main() -> ExitCode {
 
 fn run(args: RunArgs, main_entered: u64, start: Instant) -> u8 {
     vmm::logger::init(args.log_level);
-    let cfg = match RunConfig::try_from(args) {
+    let mut cfg = match RunConfig::try_from(args) {
         Ok(cfg) => cfg,
         Err(e) => return fail(&e),
     };
+    if let Err(e) = vmm::oneshot::share::attach(&mut cfg) {
+        return fail(&e);
+    }
     // Opened now: once the event loop's seccomp filter is on, flint opens no file.
     let report_out = match cfg.boot_report.as_ref().map(ReportOut::open).transpose() {
         Ok(out) => out,

@@ -6,7 +6,9 @@
 //! What flint hands over, in a cpio archive appended to the initrd (`vmm/src/oneshot/`):
 //! - `/flint/argv`: the command and its arguments, each followed by a NUL byte;
 //! - `/flint/env`: `KEY=VALUE` entries, each followed by a NUL byte (added to a default PATH/HOME);
-//! - `/flint/workdir`: the directory to run in (optional).
+//! - `/flint/workdir`: the directory to run in (optional);
+//! - `/flint/shares`: `--share` disks, pairs of device node and mount point, each followed by a
+//!   NUL; each is mounted read-only as ext4 before the command starts.
 //!
 //! Consoles (opened in raw mode before the boot-complete marker, which tells flint to start
 //! sending stdin): hvc0 carries the command's stdout (and, from flint, its stdin, framed as chunks of
@@ -48,6 +50,7 @@ fn main() {
     let out = open_console("/dev/hvc0");
     let err = open_console("/dev/hvc1");
     outb(BOOT_COMPLETE_PORT, BOOT_COMPLETE);
+    mount_shares();
     let status = run_command(out, err);
     outb(EXIT_PORT, status);
     // Only reached if the exit port did not end the VM (another monitor).
@@ -72,6 +75,48 @@ fn mount_filesystems() {
             if e.raw_os_error() != Some(libc::EBUSY) {
                 eprintln!("flint-init: mount {target}: {e}");
             }
+        }
+    }
+}
+
+/// Mount each `--share` (pairs of device node and mount point in `/flint/shares`) read-only.
+fn mount_shares() {
+    let list = read_list("/flint/shares");
+    for pair in list.chunks(2) {
+        let [dev, target] = pair else { continue };
+        let _ = std::fs::create_dir_all(target);
+        // The disk appears once virtio-blk has probed it; that is done before init runs, but
+        // devtmpfs may need a moment.
+        for _ in 0..200 {
+            if std::path::Path::new(dev).exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let (Ok(d), Ok(t)) = (
+            CString::new(dev.as_bytes()),
+            CString::new(target.as_bytes()),
+        ) else {
+            continue;
+        };
+        let fstype = cstr("ext4");
+        // SAFETY: all pointers are valid NUL-terminated strings; data may be null.
+        let rc = unsafe {
+            libc::mount(
+                d.as_ptr(),
+                t.as_ptr(),
+                fstype.as_ptr(),
+                libc::MS_RDONLY,
+                std::ptr::null(),
+            )
+        };
+        if rc != 0 {
+            let e = std::io::Error::last_os_error();
+            eprintln!(
+                "flint-init: mount {} on {}: {e}",
+                dev.to_string_lossy(),
+                target.to_string_lossy()
+            );
         }
     }
 }

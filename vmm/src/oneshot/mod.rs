@@ -9,12 +9,14 @@
 //! | `/flint/argv` | the command and its arguments, each followed by a NUL |
 //! | `/flint/env` | the `--env` entries, each followed by a NUL |
 //! | `/flint/workdir` | `--workdir`, if given |
+//! | `/flint/shares` | per `--share`: its disk's device node and mount point, each followed by a NUL |
 //!
 //! The command's stdout and stderr come back on two virtio consoles (hvc0, hvc1), its stdin
 //! goes to hvc0 in frames (see [`frame`]) so that end of file reaches it, and the kernel's
 //! own messages (the UART) are dropped unless `--verbose` sends them to stderr.
 
 pub mod cpio;
+pub mod share;
 
 use std::ffi::OsString;
 use std::fs::File;
@@ -49,6 +51,10 @@ pub struct OneShot {
     pub workdir: Option<OsString>,
     /// Where the kernel's messages go.
     pub kernel_log: KernelLog,
+    /// `--share` directories, in order.
+    pub shares: Vec<share::Share>,
+    /// How many `--disk`s come before the shares on the bus (their guest names follow).
+    pub disks_before_shares: usize,
 }
 
 impl OneShot {
@@ -60,6 +66,16 @@ impl OneShot {
         a.file("flint/env", &nul_list(&self.env));
         if let Some(dir) = &self.workdir {
             a.file("flint/workdir", dir.as_bytes());
+        }
+        if !self.shares.is_empty() {
+            let mut list = Vec::new();
+            for (i, s) in self.shares.iter().enumerate() {
+                list.extend_from_slice(disk_name(self.disks_before_shares + i).as_bytes());
+                list.push(0);
+                list.extend_from_slice(s.guest.as_bytes());
+                list.push(0);
+            }
+            a.file("flint/shares", &list);
         }
         a.finish()
     }
@@ -77,6 +93,18 @@ impl OneShot {
         }
         words.join(" ")
     }
+}
+
+/// The guest's name for the virtio-blk disk at `index` among the disks: vda, vdb, ... vdz, vdaa.
+fn disk_name(index: usize) -> String {
+    let mut name = String::new();
+    let mut n = index + 1;
+    while n > 0 {
+        n -= 1;
+        name.insert(0, (b'a' + (n % 26) as u8) as char);
+        n /= 26;
+    }
+    format!("/dev/vd{name}")
 }
 
 /// Entries each followed by a NUL byte.
@@ -166,6 +194,8 @@ mod tests {
             env: vec!["A=b c".into()],
             workdir: None,
             kernel_log: KernelLog::Hidden,
+            shares: Vec::new(),
+            disks_before_shares: 0,
         }
     }
 
@@ -201,6 +231,13 @@ mod tests {
         assert_eq!(HostKind::from_cpuinfo(amd), HostKind::HardwareVirt);
         let pvm = "flags : fpu hypervisor sse\n";
         assert_eq!(HostKind::from_cpuinfo(pvm), HostKind::EmulatedKernel);
+    }
+
+    #[test]
+    fn disks_are_named_as_linux_names_them() {
+        assert_eq!(disk_name(0), "/dev/vda");
+        assert_eq!(disk_name(25), "/dev/vdz");
+        assert_eq!(disk_name(26), "/dev/vdaa");
     }
 
     #[test]
