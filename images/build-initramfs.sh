@@ -55,6 +55,8 @@ else
     echo "build-initramfs.sh: not root: no /dev/console in the archive (init starts without stdio)" >&2
 fi
 mkdir -p "$(dirname "$out")"
+# Same inputs, same bytes: every timestamp at the epoch.
+find "$stage" -mindepth 1 -exec touch -h -d @0 {} +
 (cd "$stage" && find . -mindepth 1 | LC_ALL=C sort \
     | cpio --quiet -o -H newc --owner=0:0 --reproducible) > "$stage.cpio"
 if cmp -s "$stage.cpio" "$out"; then
