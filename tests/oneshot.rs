@@ -2,7 +2,7 @@
 //! boots flint's minimal kernel (images/linux/build-kernel.sh) with the flint-init initramfs
 //! (images/build-initramfs.sh), runs the command and exits with its status. Checked end to end:
 //! the exit code, argv/env/workdir byte for byte, a --share directory, stdout and stderr kept apart, stdin from a
-//! pipe and from a file, --timeout, and the option errors.
+//! pipe and from a file, a kernel panic (123), --timeout, and the option errors.
 //!
 //! tests/run builds both images (cached) and passes their paths in FLINT_ONESHOT_KERNEL and
 //! FLINT_ONESHOT_INITRD. Where the guest kernel is emulated (nested PVM) a boot takes ~30 s;
@@ -44,7 +44,7 @@ struct Output {
     stderr: Vec<u8>,
 }
 
-/// `flint run --kernel --initrd --timeout 240 --mem 256 EXTRA... -- ARGV...`, with `stdin`
+/// `flint run --kernel --initrd --timeout 480 --mem 256 EXTRA... -- ARGV...`, with `stdin`
 /// written to flint's stdin (a pipe) or `file` as its stdin.
 fn oneshot(extra: &[&OsStr], argv: &[&OsStr], stdin: Stdin) -> Output {
     let (kernel, initrd) = images().expect("images");
@@ -53,7 +53,7 @@ fn oneshot(extra: &[&OsStr], argv: &[&OsStr], stdin: Stdin) -> Output {
         "run", "--kernel", &kernel, "--initrd", &initrd, "--mem", "256",
     ]);
     if !extra.contains(&OsStr::new("--timeout")) {
-        cmd.args(["--timeout", "240"]);
+        cmd.args(["--timeout", "480"]);
     }
     cmd.args(extra).arg("--").args(argv);
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -184,6 +184,30 @@ fn binary_stdin_from_a_file_passes_byte_exact() {
         "stdout differs: {} bytes back",
         o.stdout.len()
     );
+}
+
+#[test]
+fn kernel_panic_exits_123() {
+    let Some((kernel, _)) = images() else {
+        return;
+    };
+    require_kvm();
+    // No cpio archive the kernel can use before flint's: no /init, no root, a panic.
+    let junk = scratch("oneshot-panic").join("junk.img");
+    std::fs::write(&junk, pseudo_random(4096, 7)).unwrap();
+    let junk = junk.display().to_string();
+    let out = flint_run(&[
+        "--kernel",
+        &kernel,
+        "--initrd",
+        &junk,
+        "--timeout",
+        "480",
+        "--",
+        "true",
+    ]);
+    assert_eq!(out.code, Some(123), "{out}");
+    assert!(out.stderr.contains("kernel panicked"), "{out}");
 }
 
 #[test]
