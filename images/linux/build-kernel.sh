@@ -48,7 +48,10 @@ src_version=$(dpkg-query -W -f='${Version}' "$pkg")
 key=$( { echo "$pkg $src_version"; cat "$here/flint.config" "$here"/patches/*.patch; } \
     | sha256sum | cut -c1-16)
 dir=$cache/$key
-mkdir -p "$outdir"
+mkdir -p "$outdir" "$cache"
+# One build per key at a time (two test runs on one machine share the cache).
+exec 9>"$dir.lock"
+flock 9
 
 if [ ! -s "$dir/vmlinux" ]; then
     echo "build-kernel.sh: building $key ($pkg $src_version) in $dir"
