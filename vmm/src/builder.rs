@@ -21,7 +21,7 @@ use crate::config::{KernelSource, RunConfig};
 use crate::control::VmControl;
 use crate::devices::legacy::{AcpiSleep, BootMarker, ExitPort, I8042};
 use crate::devices::serial::{SerialDevice, SerialOut};
-use crate::devices::virtio::InputRouter;
+use crate::devices::virtio::{InputRouter, StdinFraming};
 use crate::devices::{Bus, BusError};
 use crate::disks;
 use crate::event_loop::{EventLoop, EventSource};
@@ -97,6 +97,9 @@ pub enum BuildError {
     /// A vCPU thread could not be started.
     #[error("cannot start a vCPU thread: {0}")]
     Thread(#[source] std::io::Error),
+    /// /dev/null could not be opened (for a one-shot guest's hidden kernel log).
+    #[error("cannot open /dev/null")]
+    DevNull(#[source] std::io::Error),
     /// The event loop failed.
     #[error(transparent)]
     EventLoop(#[from] crate::event_loop::EventLoopError),
@@ -198,9 +201,16 @@ pub fn build(cfg: &RunConfig, timeline: Arc<BootTimeline>) -> Result<Vm, BuildEr
         _kvm: kvm,
         _vm: vm_fd,
         input: InputRouter {
-            serial: matches!(cfg.console, ConsoleMode::Serial | ConsoleMode::Both)
-                .then(|| serial.clone()),
+            // A one-shot command's stdin goes to its console, never to the kernel's UART.
+            serial: (matches!(cfg.console, ConsoleMode::Serial | ConsoleMode::Both)
+                && cfg.oneshot.is_none())
+            .then(|| serial.clone()),
             console,
+            framing: if cfg.oneshot.is_some() {
+                StdinFraming::Frames
+            } else {
+                StdinFraming::Raw
+            },
         },
         sources,
         serial,
@@ -230,12 +240,18 @@ fn open_inputs(cfg: &RunConfig) -> Result<Inputs, BuildError> {
             path.display().to_string(),
         ),
     };
-    let initrd = match &cfg.initrd {
-        None => None,
-        Some(path) => Some(open_sized(path).map_err(|source| BuildError::OpenInitrd {
-            path: path.display().to_string(),
-            source,
-        })?),
+    let initrd = match (&cfg.initrd, &cfg.oneshot) {
+        (None, _) => None,
+        (Some(path), oneshot) => Some(
+            match oneshot {
+                None => open_sized(path),
+                Some(o) => crate::oneshot::initrd_with_command(path, o),
+            }
+            .map_err(|source| BuildError::OpenInitrd {
+                path: path.display().to_string(),
+                source,
+            })?,
+        ),
     };
     Ok(Inputs {
         kernel,
@@ -287,8 +303,10 @@ fn legacy_bus(
                 source,
             })?;
     }
-    // SAFETY: stdout (fd 1) stays open for the life of the process.
-    let out = unsafe { SerialOut::new(libc::STDOUT_FILENO, control.timeline.clone()) };
+    let out_fd = serial_output_fd(cfg)?;
+    // SAFETY: `out_fd` (stdout, stderr or a leaked /dev/null) stays open for the life of the
+    // process.
+    let out = unsafe { SerialOut::new(out_fd, control.timeline.clone()) };
     let mut uart = SerialDevice::new(irq_evt, out);
     if let Some(switch) =
         KvmTxCoalescing::new(kvm, vm_fd.clone(), layout::SERIAL_PORT).filter(|_| with_uart)
@@ -318,6 +336,20 @@ fn legacy_bus(
         2,
     )?;
     Ok((bus, serial))
+}
+
+/// Where the UART's output goes: stdout; for a one-shot guest stderr (`--verbose`) or nowhere.
+fn serial_output_fd(cfg: &RunConfig) -> Result<std::os::fd::RawFd, BuildError> {
+    use crate::oneshot::KernelLog;
+    match cfg.oneshot.as_ref().map(|o| o.kernel_log) {
+        None => Ok(libc::STDOUT_FILENO),
+        Some(KernelLog::Stderr) => Ok(libc::STDERR_FILENO),
+        Some(KernelLog::Hidden) => std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/null")
+            .map(std::os::fd::IntoRawFd::into_raw_fd)
+            .map_err(BuildError::DevNull),
+    }
 }
 
 fn load_guest(

@@ -1,6 +1,8 @@
 //! Command-line interface: `flint run [OPTIONS]`, parsed with clap and
 //! converted into a validated [`RunConfig`] with errors that name the option.
 
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -11,6 +13,7 @@ use crate::config::devices::{
     Access, CacheMode, ConsoleMode, DiskConfig, DiskMode, InUse, NetConfig,
 };
 use crate::config::{Discovery, KernelSource, ReportSink, RunConfig};
+use crate::oneshot::{HostKind, KernelLog, OneShot};
 
 /// Largest `--mem` flint accepts, in MiB (1 TiB).
 const MAX_MEM_MIB: u64 = 1 << 20;
@@ -23,6 +26,8 @@ Examples:
   flint run --cmdline probe.exit=7            the probe exits with status 7; so does flint
   flint run --kernel vmlinux --initrd initrd.img --mem 512 --timeout 30
   flint run --kernel bzImage --cmdline 'noxsave nofsgsbase' --boot-report report.json
+  flint run --kernel vmlinux --initrd initramfs.cpio --env A=1 -- sh -c 'echo $A'
+                                              a one-shot guest: runs the command, exits with its status
 
 Exit status:
   0-122  the guest's own status (written to I/O port 0xf4); 0 after a guest
@@ -45,11 +50,11 @@ pub struct Cli {
 pub enum Command {
     /// Boot a guest and run it until it exits.
     #[command(after_help = RUN_EXAMPLES)]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Boot a guest many times and print each boot phase's distribution and
     /// peak RSS beside peers (QEMU microvm, Firecracker), gate on a baseline
     /// (exit 3 on a regression), then CPU, I/O and clock figures.
-    Bench(crate::bench::BenchArgs),
+    Bench(Box<crate::bench::BenchArgs>),
 }
 
 /// Options of `flint run`.
@@ -145,6 +150,26 @@ pub struct RunArgs {
     /// `flint bench --compare` must catch.
     #[arg(long, value_name = "MS", default_value_t = 0, hide = true)]
     pub debug_delay_ms: u64,
+    /// One-shot guest: an environment variable KEY=VALUE for the command
+    /// (repeatable).
+    #[arg(long, value_name = "KEY=VALUE", value_parser = clap::value_parser!(OsString))]
+    pub env: Vec<OsString>,
+    /// One-shot guest: the directory the command runs in.
+    #[arg(long, value_name = "DIR", value_parser = clap::value_parser!(OsString))]
+    pub workdir: Option<OsString>,
+    /// One-shot guest: a host directory the command sees read-only at
+    /// GUEST_PATH (default: the same path), as an ext4 image built with
+    /// mkfs.ext4 -d and cached by content (repeatable).
+    #[arg(long, value_name = "HOST_DIR[:GUEST_PATH]", value_parser = clap::value_parser!(OsString))]
+    pub share: Vec<OsString>,
+    /// One-shot guest: show the kernel's messages (on stderr).
+    #[arg(long)]
+    pub verbose: bool,
+    /// One-shot guest: the command to run and its arguments, after `--`.
+    /// Needs --kernel and an --initrd whose /init is flint-init
+    /// (images/build-initramfs.sh); flint exits with the command's status.
+    #[arg(last = true, value_name = "CMD", value_parser = clap::value_parser!(OsString))]
+    pub command: Vec<OsString>,
 }
 
 const SECCOMP_HELP: &str = "\
@@ -185,6 +210,18 @@ pub enum CliError {
     /// Too many devices for the bus.
     #[error("--placeholder-devices {0}: the flat bus has room for {max} devices", max = guest_boot::layout::VIRTIO_MAX_DEVICES)]
     TooManyDevices(usize),
+    /// A one-shot option without a command.
+    #[error("{0} needs a command to run: flint run ... -- CMD ARGS...")]
+    NoCommand(&'static str),
+    /// A one-shot command without a kernel or initramfs.
+    #[error("-- CMD needs --kernel and --initrd (an initramfs whose /init is flint-init)")]
+    OneShotImages,
+    /// A bad `--share`.
+    #[error("{0}")]
+    Share(String),
+    /// `--env` without `=`.
+    #[error("--env {0:?}: expected KEY=VALUE")]
+    Env(OsString),
     /// Both discovery channels switched off.
     #[error("--no-acpi with --no-cmdline-devices leaves the guest no way to find its devices")]
     NoDiscovery,
@@ -228,12 +265,28 @@ impl TryFrom<RunArgs> for RunConfig {
         if args.placeholder_devices > guest_boot::layout::VIRTIO_MAX_DEVICES {
             return Err(CliError::TooManyDevices(args.placeholder_devices));
         }
+        let oneshot = oneshot(&args)?;
+        let oneshot_given = oneshot.is_some();
+        let console = if oneshot.is_some() {
+            // The UART carries the kernel's messages; the command gets its own consoles.
+            ConsoleMode::Serial
+        } else {
+            args.console
+        };
+        let cmdline = match &oneshot {
+            Some(o) => {
+                let prefix = o.cmdline_prefix(HostKind::detect());
+                format!("{prefix} {}", args.cmdline).trim().to_string()
+            }
+            None => args.cmdline,
+        };
         Ok(RunConfig {
+            oneshot,
             kernel: args
                 .kernel
                 .map_or(KernelSource::EmbeddedProbe, KernelSource::File),
             initrd: args.initrd,
-            cmdline: args.cmdline,
+            cmdline,
             mem_mib: args.mem,
             vcpus,
             timeout,
@@ -242,17 +295,59 @@ impl TryFrom<RunArgs> for RunConfig {
                 .map_err(CliError::CpuidMask)?,
             discovery: Discovery {
                 acpi: !args.no_acpi,
-                cmdline: !args.no_cmdline_devices,
+                // A one-shot guest's kernel finds its devices in the DSDT; listing them on the
+                // command line too makes it probe each twice (and fail, loudly, the second time).
+                cmdline: !args.no_cmdline_devices && (args.no_acpi || !oneshot_given),
             },
             kvm_device: args.kvm_device,
             placeholder_devices: args.placeholder_devices,
-            console: args.console,
+            console,
             disks: disks(args.disk, args.passthrough, args.force),
             nets: args.net,
             seccomp: args.seccomp,
             debug_delay: Duration::from_millis(args.debug_delay_ms),
         })
     }
+}
+
+/// The one-shot command of `args`, checked: `-- CMD` needs a kernel and an initrd, and
+/// `--env`, `--workdir` and `--verbose` need `-- CMD`.
+fn oneshot(args: &RunArgs) -> Result<Option<OneShot>, CliError> {
+    if args.command.is_empty() {
+        let stray = [
+            (!args.env.is_empty(), "--env"),
+            (args.workdir.is_some(), "--workdir"),
+            (!args.share.is_empty(), "--share"),
+            (args.verbose, "--verbose"),
+        ];
+        return match stray.iter().find(|(set, _)| *set) {
+            Some((_, name)) => Err(CliError::NoCommand(name)),
+            None => Ok(None),
+        };
+    }
+    if args.kernel.is_none() || args.initrd.is_none() {
+        return Err(CliError::OneShotImages);
+    }
+    if let Some(bad) = args.env.iter().find(|e| !e.as_bytes().contains(&b'=')) {
+        return Err(CliError::Env(bad.clone()));
+    }
+    Ok(Some(OneShot {
+        argv: args.command.clone(),
+        env: args.env.clone(),
+        workdir: args.workdir.clone(),
+        kernel_log: if args.verbose {
+            KernelLog::Stderr
+        } else {
+            KernelLog::Hidden
+        },
+        shares: args
+            .share
+            .iter()
+            .map(|s| crate::oneshot::share::Share::parse(s))
+            .collect::<Result<_, _>>()
+            .map_err(CliError::Share)?,
+        disks_before_shares: args.disk.len() + args.passthrough.len(),
+    }))
 }
 
 /// `--disk`s, then the `--passthrough` shorthands, with `--force` applied
@@ -359,7 +454,7 @@ mod tests {
         let Command::Run(run) = cli.command else {
             panic!("not run")
         };
-        RunConfig::try_from(run)
+        RunConfig::try_from(*run)
     }
 
     #[test]

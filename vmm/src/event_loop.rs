@@ -9,8 +9,9 @@ use std::time::Instant;
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 
 use crate::control::VmControl;
-use crate::devices::virtio::InputRouter;
+use crate::devices::virtio::{InputRouter, StdinFraming};
 use crate::exit::VmOutcome;
+use crate::report::Phase;
 
 const TOKEN_STOP: u64 = 0;
 const TOKEN_STDIN: u64 = 1;
@@ -42,12 +43,15 @@ pub struct EventSource {
 
 /// Host input waiting for the UART, and whether stdin is still polled.
 struct Stdin {
-    /// stdin can still deliver bytes (not at EOF, pollable).
+    /// stdin can still deliver bytes (not at EOF; pollable, or framed).
     open: bool,
     /// stdin is in the epoll set; it leaves while input is pending, so a
     /// level-triggered stdin cannot spin the loop while the FIFO is full.
     polling: bool,
+    /// Whether epoll accepted stdin (regular files and /dev/null are refused).
+    pollable: bool,
     pending: Vec<u8>,
+    framing: StdinFraming,
 }
 
 /// The loop's state.
@@ -89,12 +93,16 @@ impl<'a> EventLoop<'a> {
                 .ctl(ControlOperation::Add, source.fd, event)
                 .map_err(EventLoopError)?;
         }
-        // Regular files and /dev/null cannot be polled (EPERM): then the guest gets no input.
-        let open = add(libc::STDIN_FILENO, TOKEN_STDIN).is_ok();
+        // Regular files and /dev/null cannot be polled (EPERM): then the guest gets no
+        // input, except a one-shot command, whose stdin is read whenever its frames are out.
+        let pollable = add(libc::STDIN_FILENO, TOKEN_STDIN).is_ok();
+        let framing = input.framing;
         let stdin = Stdin {
-            open,
-            polling: open,
+            open: pollable || framing == StdinFraming::Frames,
+            polling: pollable,
+            pollable,
             pending: Vec::new(),
+            framing,
         };
         Ok(EventLoop {
             epoll,
@@ -148,7 +156,7 @@ impl<'a> EventLoop<'a> {
     fn dispatch(&mut self, token: u64) {
         match token {
             TOKEN_STOP => {}
-            TOKEN_STDIN if self.stdin.open => self.stdin.open = read_stdin(&mut self.stdin.pending),
+            TOKEN_STDIN if self.stdin.open => self.stdin.read(),
             TOKEN_STDIN => {}
             t => {
                 if let Some(source) = usize::try_from(t - TOKEN_FIRST_SOURCE)
@@ -165,11 +173,19 @@ impl<'a> EventLoop<'a> {
     /// while the console has taken everything read so far.
     fn feed_input(&mut self) {
         let stdin = &mut self.stdin;
-        if !stdin.pending.is_empty() {
+        if stdin.open && !stdin.pollable && stdin.pending.is_empty() {
+            // A file: reading never blocks.
+            stdin.read();
+        }
+        // A one-shot command's init opens its consoles in raw mode, then marks boot-complete;
+        // bytes that came earlier would meet the tty's default line discipline (echo, ^C, ^S).
+        let gated = stdin.framing == StdinFraming::Frames
+            && self.control.timeline.get(Phase::BootComplete).is_none();
+        if !stdin.pending.is_empty() && !gated {
             let taken = self.input.feed(&stdin.pending);
             stdin.pending.drain(..taken);
         }
-        let want = stdin.open && stdin.pending.is_empty();
+        let want = stdin.open && stdin.pollable && stdin.pending.is_empty();
         if want != stdin.polling {
             let op = if want {
                 ControlOperation::Add
@@ -184,17 +200,27 @@ impl<'a> EventLoop<'a> {
     }
 }
 
-/// Read what stdin has; false on EOF or error.
-fn read_stdin(pending: &mut Vec<u8>) -> bool {
-    let mut buf = [0u8; 256];
-    // SAFETY: `buf` is a valid writable buffer of the given length.
-    let n = unsafe { libc::read(libc::STDIN_FILENO, buf.as_mut_ptr().cast(), buf.len()) };
-    match n {
-        n if n > 0 => {
-            pending.extend_from_slice(&buf[..n as usize]);
-            true
+impl Stdin {
+    /// Read what stdin has into `pending` (framed if so configured); at end of file or on
+    /// an error, stop reading it (a framed stream then ends with its end-of-file frame).
+    fn read(&mut self) {
+        let mut buf = [0u8; 16 * 1024];
+        // SAFETY: `buf` is a valid writable buffer of the given length.
+        let n = unsafe { libc::read(libc::STDIN_FILENO, buf.as_mut_ptr().cast(), buf.len()) };
+        let interrupted =
+            || std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted;
+        let data = match usize::try_from(n) {
+            Ok(n) if n > 0 => &buf[..n],
+            Err(_) if interrupted() => return,
+            _ => {
+                self.open = false;
+                &[][..]
+            }
+        };
+        match self.framing {
+            StdinFraming::Raw => self.pending.extend_from_slice(data),
+            StdinFraming::Frames => crate::oneshot::frame(data, &mut self.pending),
         }
-        _ => false,
     }
 }
 

@@ -22,6 +22,7 @@ pub mod exit;
 pub mod kvm;
 pub mod logger;
 pub mod mmio_bus;
+pub mod oneshot;
 pub mod passthrough;
 pub mod probe;
 pub mod report;

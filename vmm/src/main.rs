@@ -44,18 +44,21 @@ fn main() -> ExitCode {
                 ),
                 _ => {}
             }
-            ExitCode::from(run(args, main_entered, start))
+            ExitCode::from(run(*args, main_entered, start))
         }
-        Command::Bench(args) => ExitCode::from(vmm::bench::run(args)),
+        Command::Bench(args) => ExitCode::from(vmm::bench::run(*args)),
     }
 }
 
 fn run(args: RunArgs, main_entered: u64, start: Instant) -> u8 {
     vmm::logger::init(args.log_level);
-    let cfg = match RunConfig::try_from(args) {
+    let mut cfg = match RunConfig::try_from(args) {
         Ok(cfg) => cfg,
         Err(e) => return fail(&e),
     };
+    if let Err(e) = vmm::oneshot::share::attach(&mut cfg) {
+        return fail(&e);
+    }
     // Opened now: once the event loop's seccomp filter is on, flint opens no file.
     let report_out = match cfg.boot_report.as_ref().map(ReportOut::open).transpose() {
         Ok(out) => out,
@@ -89,8 +92,17 @@ fn run(args: RunArgs, main_entered: u64, start: Instant) -> u8 {
         VmOutcome::GuestStatus(s) if *s > vmm::exit::MAX_GUEST_STATUS => {
             eprintln!("flint: guest exit status {s} is above 122 (codes 123-125 are flint's); exiting 122")
         }
+        VmOutcome::PowerOff | VmOutcome::Reset if cfg.oneshot.is_some() => eprintln!(
+            "flint: the guest stopped without an exit status: its kernel panicked or its init \
+             died (--verbose shows the kernel's messages); exiting 123"
+        ),
         _ => {}
     }
+    let code = match outcome {
+        // flint-init always writes the command's status; anything else is a crash.
+        VmOutcome::PowerOff | VmOutcome::Reset if cfg.oneshot.is_some() => vmm::exit::EXIT_CRASH,
+        _ => outcome.exit_code(),
+    };
     if let Some(out) = report_out {
         let kernel = match &cfg.kernel {
             KernelSource::EmbeddedProbe => "embedded probe".to_string(),
@@ -108,7 +120,7 @@ fn run(args: RunArgs, main_entered: u64, start: Instant) -> u8 {
         }
     }
     // Leave without waiting for KVM to destroy the VM (see teardown.rs).
-    vmm::teardown::exit_detached(outcome.exit_code())
+    vmm::teardown::exit_detached(code)
 }
 
 /// Where the boot report goes, already open.

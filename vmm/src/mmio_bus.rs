@@ -1,6 +1,7 @@
 //! The MMIO bus of one VM: the IOAPIC, the clock-sample window, then the
 //! virtio-mmio devices in bus order — the virtio console, `--disk`s,
 //! `--net`s, placeholders — each at the next slot, wired to KVM the same way.
+//! A one-shot guest gets two consoles: its command's stdout and stderr.
 
 use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
@@ -21,7 +22,7 @@ use crate::config::RunConfig;
 use crate::devices::clock_probe::ClockProbe;
 use crate::devices::ioapic::Ioapic;
 use crate::devices::placeholder::Placeholder;
-use crate::devices::virtio::{self, StdoutSink, VirtioConsole};
+use crate::devices::virtio::{self, HostSink, VirtioConsole};
 use crate::devices::Bus;
 use crate::disks;
 use crate::event_loop::EventSource;
@@ -80,8 +81,13 @@ pub fn build(
             disks: Vec::new(),
         },
     };
-    if matches!(cfg.console, ConsoleMode::Virtio | ConsoleMode::Both) {
-        let (_, console) = a.add(Console::new(StdoutSink))?;
+    if cfg.oneshot.is_some() {
+        // hvc0: the command's stdout (and stdin); hvc1: its stderr.
+        let (_, console) = a.add(Console::new(HostSink::Stdout))?;
+        a.out.console = Some(console);
+        a.add(Console::new(HostSink::Stderr))?;
+    } else if matches!(cfg.console, ConsoleMode::Virtio | ConsoleMode::Both) {
+        let (_, console) = a.add(Console::new(HostSink::Stdout))?;
         a.out.console = Some(console);
     }
     for disk in &cfg.disks {

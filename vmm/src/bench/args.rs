@@ -163,7 +163,7 @@ mod tests {
     fn bench(extra: &[&str]) -> Result<BenchArgs, clap::Error> {
         let cli = Cli::try_parse_from([&["flint", "bench"], extra].concat())?;
         match cli.command {
-            Command::Bench(b) => Ok(b),
+            Command::Bench(b) => Ok(*b),
             Command::Run(_) => panic!("not bench"),
         }
     }

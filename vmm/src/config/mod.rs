@@ -72,4 +72,6 @@ pub struct RunConfig {
     pub seccomp: seccomp::Mode,
     /// Test-only pause during monitor set-up (`--debug-delay-ms`).
     pub debug_delay: Duration,
+    /// The command of a one-shot guest (`-- CMD ARGS...`), if any.
+    pub oneshot: Option<crate::oneshot::OneShot>,
 }

@@ -138,24 +138,48 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The guest's virtio console output: straight to flint's stdout.
-pub struct StdoutSink;
+/// Where a virtio console's output goes: straight to flint's stdout or stderr.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostSink {
+    /// flint's stdout (the console; a one-shot command's stdout).
+    Stdout,
+    /// flint's stderr (a one-shot command's stderr).
+    Stderr,
+}
 
-impl Write for StdoutSink {
+impl Write for HostSink {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        let mut out = std::io::stdout().lock();
-        out.write_all(data)?;
-        out.flush()?;
+        match self {
+            HostSink::Stdout => {
+                let mut out = std::io::stdout().lock();
+                out.write_all(data)?;
+                out.flush()?;
+            }
+            HostSink::Stderr => std::io::stderr().lock().write_all(data)?,
+        }
         Ok(data.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        std::io::stdout().lock().flush()
+        match self {
+            HostSink::Stdout => std::io::stdout().lock().flush(),
+            HostSink::Stderr => Ok(()),
+        }
     }
 }
 
 /// flint's virtio console behind its transport.
-pub type VirtioConsole = Arc<Mutex<MmioTransport<Console<StdoutSink>>>>;
+pub type VirtioConsole = Arc<Mutex<MmioTransport<Console<HostSink>>>>;
+
+/// How host stdin is passed on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StdinFraming {
+    /// Byte for byte; end of file is not signalled (a terminal or console).
+    Raw,
+    /// In length-prefixed frames ending with an empty one (a one-shot command's stdin,
+    /// [`crate::oneshot::frame`]), read even from a file that cannot be polled.
+    Frames,
+}
 
 /// Where host input goes: the virtio console once the guest has brought it
 /// up (or when there is no UART), the UART otherwise — the guest picks by
@@ -165,6 +189,8 @@ pub struct InputRouter {
     pub serial: Option<Arc<Mutex<SerialDevice>>>,
     /// The virtio console, if the VM has one.
     pub console: Option<VirtioConsole>,
+    /// How stdin is passed on.
+    pub framing: StdinFraming,
 }
 
 impl InputRouter {

@@ -1,0 +1,293 @@
+//! `flint-init`: PID 1 of a one-shot guest (`flint run ... -- CMD ARGS...`, README "One-shot
+//! guests"). It mounts devtmpfs, proc and sysfs, tells flint the boot is complete (123 to port
+//! 0x3f0), runs the command flint put in the initramfs and reports its exit status through the
+//! exit port 0xf4, then powers off.
+//!
+//! What flint hands over, in a cpio archive appended to the initrd (`vmm/src/oneshot/`):
+//! - `/flint/argv`: the command and its arguments, each followed by a NUL byte;
+//! - `/flint/env`: `KEY=VALUE` entries, each followed by a NUL byte (added to a default PATH/HOME);
+//! - `/flint/workdir`: the directory to run in (optional);
+//! - `/flint/shares`: `--share` disks, pairs of device node and mount point, each followed by a
+//!   NUL; each is mounted read-only as ext4 before the command starts.
+//!
+//! Consoles (opened in raw mode before the boot-complete marker, which tells flint to start
+//! sending stdin): hvc0 carries the command's stdout (and, from flint, its stdin, framed as chunks of
+//! a 4-byte little-endian length and the bytes, a zero length meaning end of file); hvc1 its
+//! stderr. Both are put in raw mode, so bytes pass unchanged.
+//!
+//! Port I/O goes through /dev/port: user-mode `in`/`out` needs ioperm, and on hosts where the
+//! guest kernel is emulated (nested KVM through PVM) a user-mode `out` faults even then.
+
+use std::ffi::{CString, OsStr, OsString};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, Stdio};
+
+/// flint's boot-complete port and the value that marks it.
+const BOOT_COMPLETE_PORT: u64 = 0x3f0;
+const BOOT_COMPLETE: u8 = 123;
+/// flint's exit port: the byte written is the VM's exit status.
+const EXIT_PORT: u64 = 0xf4;
+/// Status when init itself cannot run the command (as a shell's "not found").
+const STATUS_NOT_RUN: u8 = 127;
+/// PATH and HOME the command starts with, before `/flint/env`.
+const DEFAULT_ENV: [(&str, &str); 2] = [
+    (
+        "PATH",
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    ),
+    ("HOME", "/root"),
+];
+
+fn main() {
+    mount_filesystems();
+    // Raw mode before boot-complete: flint sends stdin only after the marker, so no byte
+    // meets the tty's default line discipline (echo, ^C, ^S...).
+    let out = open_console("/dev/hvc0");
+    let err = open_console("/dev/hvc1");
+    outb(BOOT_COMPLETE_PORT, BOOT_COMPLETE);
+    mount_shares();
+    let status = run_command(out, err);
+    outb(EXIT_PORT, status);
+    // Only reached if the exit port did not end the VM (another monitor).
+    // SAFETY: reboot(2) with a valid command; PID 1 may call it.
+    unsafe { libc::reboot(libc::RB_POWER_OFF) };
+}
+
+/// devtmpfs on /dev (for /dev/port and the consoles), proc and sysfs. Failures are reported
+/// and otherwise ignored: a missing one only matters to the command.
+fn mount_filesystems() {
+    for (source, target, fstype) in [
+        ("devtmpfs", "/dev", "devtmpfs"),
+        ("proc", "/proc", "proc"),
+        ("sysfs", "/sys", "sysfs"),
+    ] {
+        let _ = std::fs::create_dir_all(target);
+        let (s, t, f) = (cstr(source), cstr(target), cstr(fstype));
+        // SAFETY: all pointers are valid NUL-terminated strings; data may be null.
+        let rc = unsafe { libc::mount(s.as_ptr(), t.as_ptr(), f.as_ptr(), 0, std::ptr::null()) };
+        if rc != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EBUSY) {
+                eprintln!("flint-init: mount {target}: {e}");
+            }
+        }
+    }
+}
+
+/// Mount each `--share` (pairs of device node and mount point in `/flint/shares`) read-only.
+fn mount_shares() {
+    let list = read_list("/flint/shares");
+    for pair in list.chunks(2) {
+        let [dev, target] = pair else { continue };
+        let _ = std::fs::create_dir_all(target);
+        // The disk appears once virtio-blk has probed it; that is done before init runs, but
+        // devtmpfs may need a moment.
+        for _ in 0..200 {
+            if std::path::Path::new(dev).exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let (Ok(d), Ok(t)) = (
+            CString::new(dev.as_bytes()),
+            CString::new(target.as_bytes()),
+        ) else {
+            continue;
+        };
+        let fstype = cstr("ext4");
+        // SAFETY: all pointers are valid NUL-terminated strings; data may be null.
+        let rc = unsafe {
+            libc::mount(
+                d.as_ptr(),
+                t.as_ptr(),
+                fstype.as_ptr(),
+                libc::MS_RDONLY,
+                std::ptr::null(),
+            )
+        };
+        if rc != 0 {
+            let e = std::io::Error::last_os_error();
+            eprintln!(
+                "flint-init: mount {} on {}: {e}",
+                dev.to_string_lossy(),
+                target.to_string_lossy()
+            );
+        }
+    }
+}
+
+fn cstr(s: &str) -> CString {
+    CString::new(s).unwrap_or_default()
+}
+
+/// Write `value` to I/O port `port` through /dev/port.
+fn outb(port: u64, value: u8) {
+    let result = OpenOptions::new()
+        .write(true)
+        .open("/dev/port")
+        .and_then(|f| f.write_all_at(&[value], port));
+    if let Err(e) = result {
+        eprintln!("flint-init: /dev/port {port:#x}: {e}");
+    }
+}
+
+/// Run the command with the consoles as its stdio; its exit status (128 + signal number after
+/// a signal, as a shell reports it).
+fn run_command(out: Option<OwnedFd>, err: Option<OwnedFd>) -> u8 {
+    let argv = read_list("/flint/argv");
+    let Some((program, args)) = argv.split_first() else {
+        eprintln!("flint-init: /flint/argv is missing or empty: nothing to run");
+        return STATUS_NOT_RUN;
+    };
+    let mut command = Command::new(program);
+    command.args(args).env_clear().envs(DEFAULT_ENV);
+    for entry in read_list("/flint/env") {
+        let bytes = entry.as_bytes();
+        let split = bytes.iter().position(|&b| b == b'=').unwrap_or(bytes.len());
+        let value = bytes.get(split + 1..).unwrap_or_default();
+        command.env(OsStr::from_bytes(&bytes[..split]), OsStr::from_bytes(value));
+    }
+    if let Ok(dir) = std::fs::read("/flint/workdir") {
+        command.current_dir(OsStr::from_bytes(&dir));
+    }
+    let pump = out.as_ref().and_then(|o| start_stdin_pump(o, &mut command));
+    if let Some(o) = &out {
+        command.stdout(dup(o));
+    }
+    if let Some(e) = err.as_ref().or(out.as_ref()) {
+        command.stderr(dup(e));
+    }
+    let status = match command.spawn().and_then(|mut child| child.wait()) {
+        Ok(s) => match (s.code(), s.signal()) {
+            (Some(code), _) => code as u8,
+            (None, Some(sig)) => 128u8.wrapping_add(sig as u8),
+            (None, None) => STATUS_NOT_RUN,
+        },
+        Err(e) => {
+            let msg = format!("flint-init: {}: {e}\n", program.to_string_lossy());
+            let _ = (&File::from(dup(err.as_ref().or(out.as_ref()).unwrap_or(&stderr()))))
+                .write_all(msg.as_bytes());
+            STATUS_NOT_RUN
+        }
+    };
+    if let Some(pid) = pump {
+        // SAFETY: kill(2) and waitpid(2) on our own child; a null status pointer is allowed.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
+    }
+    // Everything written must have reached flint before the exit port ends the VM.
+    for console in out.iter().chain(err.iter()) {
+        // SAFETY: tcdrain on an open descriptor.
+        unsafe { libc::tcdrain(console.as_raw_fd()) };
+    }
+    status
+}
+
+fn stderr() -> OwnedFd {
+    // SAFETY: fd 2 is open for the process's lifetime; dup gives a descriptor we own.
+    unsafe { OwnedFd::from_raw_fd(libc::dup(libc::STDERR_FILENO)) }
+}
+
+fn dup(fd: &OwnedFd) -> OwnedFd {
+    fd.try_clone().unwrap_or_else(|_| stderr())
+}
+
+/// NUL-terminated entries of `path`, none if it is missing.
+fn read_list(path: &str) -> Vec<OsString> {
+    let Ok(bytes) = std::fs::read(path) else {
+        return Vec::new();
+    };
+    if bytes.is_empty() {
+        return Vec::new();
+    }
+    let body = bytes.strip_suffix(&[0]).unwrap_or(&bytes);
+    body.split(|&b| b == 0)
+        .map(|s| OsStr::from_bytes(s).to_os_string())
+        .collect()
+}
+
+/// `path` opened read-write in raw mode (no newline translation, echo or signals), retrying
+/// for a second while the driver brings it up; none if it never appears.
+fn open_console(path: &str) -> Option<OwnedFd> {
+    for _ in 0..100 {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOCTTY)
+            .open(path);
+        if let Ok(file) = file {
+            let fd = OwnedFd::from(file);
+            // SAFETY: termios is plain data; tcgetattr fills it and tcsetattr reads it, both on
+            // an open descriptor.
+            unsafe {
+                let mut t: libc::termios = std::mem::zeroed();
+                if libc::tcgetattr(fd.as_raw_fd(), &mut t) == 0 {
+                    libc::cfmakeraw(&mut t);
+                    libc::tcsetattr(fd.as_raw_fd(), libc::TCSANOW, &t);
+                }
+            }
+            return Some(fd);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    eprintln!("flint-init: {path} did not appear");
+    None
+}
+
+/// Fork a process that decodes flint's framed stdin from `console` into a pipe, and make the
+/// pipe's read end the command's stdin; the pump's pid.
+fn start_stdin_pump(console: &OwnedFd, command: &mut Command) -> Option<libc::pid_t> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two descriptors into `fds`.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return None;
+    }
+    // SAFETY: pipe2 succeeded; each descriptor is owned once.
+    let (read_end, write_end) =
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: fork in a single-threaded process; the child only reads, writes and exits.
+    match unsafe { libc::fork() } {
+        0 => {
+            drop(read_end);
+            let code = i32::from(pump(File::from(dup(console)), File::from(write_end)).is_err());
+            // SAFETY: _exit ends the child without running the parent's destructors.
+            unsafe { libc::_exit(code) }
+        }
+        pid if pid > 0 => {
+            drop(write_end);
+            command.stdin(Stdio::from(read_end));
+            Some(pid)
+        }
+        _ => None,
+    }
+}
+
+/// Copy frames from `input` to `output` until the end-of-file frame.
+fn pump(mut input: File, mut output: File) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let cap = buf.len();
+    loop {
+        let mut header = [0u8; 4];
+        input.read_exact(&mut header)?;
+        let mut left = u32::from_le_bytes(header) as usize;
+        if left == 0 {
+            return Ok(());
+        }
+        while left > 0 {
+            let n = input.read(&mut buf[..left.min(cap)])?;
+            if n == 0 {
+                return Ok(());
+            }
+            // A command that stops reading closes the pipe; keep draining the console.
+            let _ = output.write_all(&buf[..n]);
+            left -= n;
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! `--share HOST_DIR[:GUEST_PATH]` for one-shot guests: the directory as a read-only ext4
+//! image (`mkfs.ext4 -d`), cached by content in `~/.cache/flint/share/`, attached as a
+//! read-only virtio-blk disk after the `--disk`s; flint-init mounts it read-only at GUEST_PATH
+//! (default: the host path) from the list in `/flint/shares`.
+
+use std::ffi::OsString;
+use std::hash::{Hash, Hasher};
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A `--share` option, parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Share {
+    /// The host directory.
+    pub host: PathBuf,
+    /// Where the guest mounts it.
+    pub guest: OsString,
+}
+
+/// Why a share could not be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum ShareError {
+    /// The directory could not be read.
+    #[error("--share {0}: cannot read the directory")]
+    Read(String, #[source] std::io::Error),
+    /// mkfs.ext4 could not run or failed.
+    #[error("--share {0}: mkfs.ext4 -d failed: {1}")]
+    Mkfs(String, String),
+}
+
+impl Share {
+    /// Parse `HOST_DIR[:GUEST_PATH]`.
+    pub fn parse(spec: &std::ffi::OsStr) -> Result<Self, String> {
+        let bytes = spec.as_bytes();
+        let (host, guest) = match bytes.iter().position(|&b| b == b':') {
+            Some(i) => (&bytes[..i], &bytes[i + 1..]),
+            None => (bytes, bytes),
+        };
+        if host.is_empty() || !guest.starts_with(b"/") {
+            return Err(format!(
+                "--share {}: expected HOST_DIR[:/GUEST/PATH]",
+                spec.to_string_lossy()
+            ));
+        }
+        let host = PathBuf::from(std::ffi::OsStr::from_bytes(host));
+        let host = std::fs::canonicalize(&host).unwrap_or(host);
+        let guest = if bytes.contains(&b':') {
+            std::ffi::OsStr::from_bytes(guest).to_os_string()
+        } else {
+            host.clone().into_os_string()
+        };
+        Ok(Share { host, guest })
+    }
+
+    /// The ext4 image of the directory, built unless the cache has one for this content.
+    pub fn image(&self) -> Result<PathBuf, ShareError> {
+        let name = self.host.display().to_string();
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        let mut bytes = 0u64;
+        let mut entries = 0u64;
+        hash_tree(
+            &self.host,
+            Path::new(""),
+            &mut hasher,
+            &mut bytes,
+            &mut entries,
+        )
+        .map_err(|e| ShareError::Read(name.clone(), e))?;
+        let dir = cache_dir();
+        let image = dir.join(format!("{:016x}.ext4", hasher.finish()));
+        if image.exists() {
+            return Ok(image);
+        }
+        std::fs::create_dir_all(&dir).map_err(|e| ShareError::Mkfs(name.clone(), e.to_string()))?;
+        let tmp = image.with_extension(format!("tmp{}", std::process::id()));
+        // Room for the data with 4 KiB blocks, the inodes and the metadata.
+        let size_kib = (bytes / 1024) * 5 / 4 + entries * 8 + 8192;
+        let out = Command::new("mkfs.ext4")
+            .args([
+                "-q",
+                "-F",
+                "-t",
+                "ext4",
+                "-b",
+                "4096",
+                "-O",
+                "^has_journal",
+                "-L",
+                "flint-share",
+            ])
+            .arg("-N")
+            .arg((entries + 64).to_string())
+            .arg("-E")
+            .arg("root_owner=0:0")
+            .arg("-d")
+            .arg(&self.host)
+            .arg(&tmp)
+            .arg(format!("{size_kib}k"))
+            .output()
+            .map_err(|e| ShareError::Mkfs(name.clone(), e.to_string()))?;
+        if !out.status.success() {
+            let _ = std::fs::remove_file(&tmp);
+            let msg = String::from_utf8_lossy(&out.stderr).trim().to_string();
+            return Err(ShareError::Mkfs(name, msg));
+        }
+        std::fs::rename(&tmp, &image).map_err(|e| ShareError::Mkfs(name, e.to_string()))?;
+        Ok(image)
+    }
+}
+
+/// Build (or find) the image of every share of `cfg`'s one-shot command and attach each as a
+/// read-only disk after the `--disk`s, in `--share` order.
+pub fn attach(cfg: &mut crate::config::RunConfig) -> Result<(), ShareError> {
+    use crate::config::devices::{Access, CacheMode, DiskConfig, DiskMode};
+    let Some(oneshot) = &cfg.oneshot else {
+        return Ok(());
+    };
+    for share in &oneshot.shares {
+        let path = share.image()?;
+        log::info!("--share {}: {}", share.host.display(), path.display());
+        cfg.disks.push(DiskConfig {
+            path,
+            access: Access::ReadOnly,
+            id: None,
+            cache: CacheMode::Writeback,
+            mode: DiskMode::Emulated,
+        });
+    }
+    Ok(())
+}
+
+fn cache_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("flint/share")
+}
+
+/// Hash names, types, modes and contents under `root/rel`, in name order.
+fn hash_tree(
+    root: &Path,
+    rel: &Path,
+    h: &mut impl Hasher,
+    bytes: &mut u64,
+    entries: &mut u64,
+) -> std::io::Result<()> {
+    let mut names: Vec<_> = std::fs::read_dir(root.join(rel))?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<Result<_, _>>()?;
+    names.sort();
+    for name in names {
+        let rel = rel.join(&name);
+        let path = root.join(&rel);
+        let meta = std::fs::symlink_metadata(&path)?;
+        *entries += 1;
+        rel.as_os_str().as_bytes().hash(h);
+        meta.mode().hash(h);
+        if meta.is_dir() {
+            hash_tree(root, &rel, h, bytes, entries)?;
+        } else if meta.file_type().is_symlink() {
+            std::fs::read_link(&path)?.as_os_str().as_bytes().hash(h);
+        } else if meta.is_file() {
+            *bytes += meta.len().next_multiple_of(4096);
+            let mut file = std::fs::File::open(&path)?;
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = file.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                h.write(&buf[..n]);
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn share_without_guest_path_mounts_at_the_host_path() {
+        let s = Share::parse(std::ffi::OsStr::new("/tmp")).unwrap();
+        assert_eq!(s.guest, s.host.clone().into_os_string());
+        let s = Share::parse(std::ffi::OsStr::new("/tmp:/data")).unwrap();
+        assert_eq!(s.guest, OsString::from("/data"));
+        assert!(Share::parse(std::ffi::OsStr::new("/tmp:rel")).is_err());
+    }
+}
