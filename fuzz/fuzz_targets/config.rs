@@ -86,6 +86,6 @@ fn command_line(args: &[u8]) {
         return;
     };
     if let Command::Run(run) = cli.command {
-        let _ = RunConfig::try_from(run);
+        let _ = RunConfig::try_from(*run);
     }
 }
