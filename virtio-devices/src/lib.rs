@@ -81,6 +81,7 @@
 //!   (see [`net`]). Received frames are copied once (tap → device buffer
 //!   → guest); transmitted frames are written straight from guest memory.
 #![deny(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod block;
 pub mod console;
