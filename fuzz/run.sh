@@ -9,7 +9,10 @@
 # checks), so cargo-fuzz need not be installed; RUSTC_BOOTSTRAP=1 lets the
 # stable toolchain take -Zsanitizer. Environment:
 #   FLINT_FUZZ_SANITIZER=none   no AddressSanitizer (about 2x faster)
-#   FLINT_FUZZ_ARGS="..."       extra libFuzzer options (e.g. -jobs=2 -workers=2)
+#   FLINT_FUZZ_ARGS="..."       extra libFuzzer options (e.g. -max_len=8192;
+#                               for two cores, run two scripts on different
+#                               targets rather than -jobs, whose output the
+#                               table cannot read)
 #
 # Each target grows its working corpus fuzz/work/<target> (not committed),
 # starting from the seeds in fuzz/corpus/<target>; a crash leaves its input
