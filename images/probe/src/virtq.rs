@@ -251,16 +251,39 @@ impl Queue {
             }
         }
         self.num_free -= bufs.len() as u16;
-        let slot = usize::from(self.next_avail % self.size);
-        self.next_avail = self.next_avail.wrapping_add(1);
-        // SAFETY: the avail ring is ours; the atomic release store of `idx` orders
-        // the descriptor and ring writes above before the device can see them.
+        self.raw_publish(head);
+        Some(head)
+    }
+
+    /// Stores `next_avail` as `avail.idx` with release ordering, so every
+    /// descriptor and ring write before it is visible to the device first.
+    fn store_avail_idx(&mut self) {
+        // SAFETY: the driver area is ours; an atomic store on an aligned u16.
         unsafe {
-            write_volatile(addr_of_mut!((*self.mem).avail.ring[slot]), head);
             let idx = &*(addr_of!((*self.mem).avail.idx) as *const AtomicU16);
             idx.store(self.next_avail, Ordering::Release);
         }
-        Some(head)
+    }
+
+    /// `used.idx`, read with acquire ordering: the elements and buffers it
+    /// covers are read after it.
+    fn load_used_idx(&self) -> u16 {
+        // SAFETY: `used` is written by the device; an atomic load on an aligned u16.
+        unsafe {
+            let idx = &*(addr_of!((*self.mem).used.idx) as *const AtomicU16);
+            idx.load(Ordering::Acquire)
+        }
+    }
+
+    /// The next used element, taken off the ring, if the device published one.
+    fn next_used(&mut self) -> Option<UsedElem> {
+        if self.load_used_idx() == self.last_used {
+            return None;
+        }
+        let slot = usize::from(self.last_used % self.size);
+        self.last_used = self.last_used.wrapping_add(1);
+        // SAFETY: the device wrote this element before publishing `idx`.
+        Some(unsafe { read_volatile(addr_of!((*self.mem).used.ring[slot])) })
     }
 
     /// QueueNotify, after a full fence so `avail.idx` is visible first.
@@ -272,19 +295,7 @@ impl Queue {
     /// The next used element, if the device has returned one; its
     /// descriptors go back to the free list.
     pub fn poll(&mut self) -> Option<Completion> {
-        // SAFETY: `used` is written by the device; `idx` read atomically with
-        // acquire, so the element and the buffers it returns are read after.
-        let used_idx = unsafe {
-            let idx = &*(addr_of!((*self.mem).used.idx) as *const AtomicU16);
-            idx.load(Ordering::Acquire)
-        };
-        if used_idx == self.last_used {
-            return None;
-        }
-        let slot = usize::from(self.last_used % self.size);
-        self.last_used = self.last_used.wrapping_add(1);
-        // SAFETY: the device wrote this element before publishing `idx`.
-        let elem = unsafe { read_volatile(addr_of!((*self.mem).used.ring[slot])) };
+        let elem = self.next_used()?;
         let head = (elem.id as u16) % self.size;
         // Free the chain.
         let mut at = head;
@@ -337,49 +348,26 @@ impl Queue {
     pub fn raw_publish(&mut self, head: u16) {
         let slot = usize::from(self.next_avail % self.size);
         self.next_avail = self.next_avail.wrapping_add(1);
-        // SAFETY: as in `push`.
-        unsafe {
-            write_volatile(addr_of_mut!((*self.mem).avail.ring[slot]), head);
-            let idx = &*(addr_of!((*self.mem).avail.idx) as *const AtomicU16);
-            idx.store(self.next_avail, Ordering::Release);
-        }
+        // SAFETY: the avail ring is ours; the device reads this slot only
+        // after the release store of `idx` below.
+        unsafe { write_volatile(addr_of_mut!((*self.mem).avail.ring[slot]), head) };
+        self.store_avail_idx();
     }
 
     /// Moves `avail.idx` `by` entries ahead without filling the ring.
     pub fn raw_avail_jump(&mut self, by: u16) {
         self.next_avail = self.next_avail.wrapping_add(by);
-        // SAFETY: as in `push`.
-        unsafe {
-            let idx = &*(addr_of!((*self.mem).avail.idx) as *const AtomicU16);
-            idx.store(self.next_avail, Ordering::Release);
-        }
+        self.store_avail_idx();
     }
 
     /// Whether the device has published a used element not yet polled.
     pub fn used_pending(&self) -> bool {
-        // SAFETY: as in `poll`.
-        let used_idx = unsafe {
-            let idx = &*(addr_of!((*self.mem).used.idx) as *const AtomicU16);
-            idx.load(Ordering::Acquire)
-        };
-        used_idx != self.last_used
+        self.load_used_idx() != self.last_used
     }
 
     /// The next used element without freeing anything: (id, len).
     pub fn raw_poll(&mut self) -> Option<(u32, u32)> {
-        // SAFETY: as in `poll`.
-        let used_idx = unsafe {
-            let idx = &*(addr_of!((*self.mem).used.idx) as *const AtomicU16);
-            idx.load(Ordering::Acquire)
-        };
-        if used_idx == self.last_used {
-            return None;
-        }
-        let slot = usize::from(self.last_used % self.size);
-        self.last_used = self.last_used.wrapping_add(1);
-        // SAFETY: the device wrote this element before publishing `idx`.
-        let elem = unsafe { read_volatile(addr_of!((*self.mem).used.ring[slot])) };
-        Some((elem.id, elem.len))
+        self.next_used().map(|e| (e.id, e.len))
     }
 
     /// Polls until a used element arrives or ~2 s pass (`None`).
