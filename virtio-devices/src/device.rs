@@ -182,6 +182,13 @@ impl<T: VirtioDevice + ?Sized> VirtioDevice for Box<T> {
     }
 }
 
+/// The `N` queues `activate` was handed, or [`ActivateError::QueueCount`]
+/// if the transport gave a different number.
+pub fn exact_queues<const N: usize>(queues: Vec<Queue>) -> Result<[Queue; N], ActivateError> {
+    let got = queues.len();
+    <[Queue; N]>::try_from(queues).map_err(|_| ActivateError::QueueCount { expected: N, got })
+}
+
 /// Copy bytes of a device's configuration space (`config`) at `offset` into
 /// `data`; whatever lies past the end reads as 0.
 pub fn read_config_bytes(config: &[u8], offset: u64, data: &mut [u8]) {

@@ -27,7 +27,7 @@ use super::{
     MAX_RANGES, MAX_RANGE_SECTORS, QUEUE_SIZE, SECTOR_SIZE, SEG_MAX, SERIAL_LEN, SIZE_MAX,
 };
 use crate::device::{
-    read_config_bytes, ActivateError, DeviceError, VirtioDevice, DEVICE_TYPE_BLOCK,
+    exact_queues, read_config_bytes, ActivateError, DeviceError, VirtioDevice, DEVICE_TYPE_BLOCK,
     FEATURE_EVENT_IDX, FEATURE_INDIRECT_DESC, FEATURE_VERSION_1,
 };
 use crate::interrupt::VirtioInterrupt;
@@ -530,10 +530,7 @@ impl<B: BlockBackend> VirtioDevice for Block<B> {
         interrupt: Arc<dyn VirtioInterrupt>,
         queues: Vec<Queue>,
     ) -> Result<(), ActivateError> {
-        let got = queues.len();
-        let Ok([queue]) = <[Queue; 1]>::try_from(queues) else {
-            return Err(ActivateError::QueueCount { expected: 1, got });
-        };
+        let [queue] = exact_queues::<1>(queues)?;
         self.settings.limits.max_descriptors = queue.size();
         self.broken = false;
         self.active = Some(Active {

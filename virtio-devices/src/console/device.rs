@@ -16,7 +16,7 @@ use vm_memory::GuestMemoryMmap;
 use super::handler::{Receive, Transmit};
 use super::{INPUT_CAPACITY, QUEUE_SIZE, RX_QUEUE, TX_CHUNK, TX_QUEUE};
 use crate::device::{
-    read_config_bytes, ActivateError, DeviceError, VirtioDevice, DEVICE_TYPE_CONSOLE,
+    exact_queues, read_config_bytes, ActivateError, DeviceError, VirtioDevice, DEVICE_TYPE_CONSOLE,
     FEATURE_EVENT_IDX, FEATURE_INDIRECT_DESC, FEATURE_VERSION_1,
 };
 use crate::interrupt::VirtioInterrupt;
@@ -170,10 +170,7 @@ impl<W: Write + Send> VirtioDevice for Console<W> {
         interrupt: Arc<dyn VirtioInterrupt>,
         queues: Vec<Queue>,
     ) -> Result<(), ActivateError> {
-        let got = queues.len();
-        let Ok([rx, tx]) = <[Queue; 2]>::try_from(queues) else {
-            return Err(ActivateError::QueueCount { expected: 2, got });
-        };
+        let [rx, tx] = exact_queues::<2>(queues)?;
         self.broken = false;
         self.active = Some(Active {
             mem,

@@ -27,7 +27,7 @@ use super::rx::{needs_notification, Layout, Receive, RxState};
 use super::tx::Transmit;
 use super::{QUEUE_SIZE, RX_QUEUE, TX_QUEUE};
 use crate::device::{
-    read_config_bytes, ActivateError, DeviceError, VirtioDevice, DEVICE_TYPE_NET,
+    exact_queues, read_config_bytes, ActivateError, DeviceError, VirtioDevice, DEVICE_TYPE_NET,
     FEATURE_EVENT_IDX, FEATURE_INDIRECT_DESC, FEATURE_VERSION_1,
 };
 use crate::interrupt::{InterruptType, VirtioInterrupt};
@@ -354,10 +354,7 @@ impl<B: NetBackend> VirtioDevice for Net<B> {
         interrupt: Arc<dyn VirtioInterrupt>,
         queues: Vec<Queue>,
     ) -> Result<(), ActivateError> {
-        let got = queues.len();
-        let Ok([rx, tx]) = <[Queue; 2]>::try_from(queues) else {
-            return Err(ActivateError::QueueCount { expected: 2, got });
-        };
+        let [rx, tx] = exact_queues::<2>(queues)?;
         self.backend
             .set_offloads(self.offloads())
             .map_err(ActivateError::Host)?;
