@@ -3,7 +3,6 @@
 //! errors that name the path and say what to do.
 
 use std::fs::{File, OpenOptions};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
@@ -145,11 +144,8 @@ fn readable(path: &Path) -> bool {
 /// BLKROGET: whether a block device is read-only (an error counts as no).
 fn device_read_only(file: &File) -> bool {
     // _IO(0x12, 94)
-    const BLKROGET: libc::c_ulong = 0x125e;
-    let mut ro: libc::c_int = 0;
-    // SAFETY: BLKROGET writes one int to the pointer, which is valid and writable.
-    let r = unsafe { libc::ioctl(file.as_raw_fd(), BLKROGET, &mut ro) };
-    r == 0 && ro != 0
+    const BLKROGET: libc::Ioctl = 0x125e;
+    passthrough::ioctl_int(file, BLKROGET).is_some_and(|ro| ro != 0)
 }
 
 #[cfg(test)]

@@ -177,7 +177,7 @@ const BLKIOOPT: libc::Ioctl = 0x1279;
 const HDIO_GET_IDENTITY: libc::Ioctl = 0x030d;
 
 /// One of the int-valued block-device ioctls; `None` if it fails.
-fn ioctl_int(file: &File, request: libc::Ioctl) -> Option<u32> {
+pub(crate) fn ioctl_int(file: &File, request: libc::Ioctl) -> Option<u32> {
     let mut value: libc::c_uint = 0;
     // SAFETY: each request writes one int-sized value to `value`, alive and
     // writable for the call; the fd is open for the borrow of `file`.
