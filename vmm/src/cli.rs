@@ -13,7 +13,7 @@ use crate::config::devices::{
     Access, CacheMode, ConsoleMode, DiskConfig, DiskMode, InUse, NetConfig,
 };
 use crate::config::{Discovery, KernelSource, ReportSink, RunConfig};
-use crate::oneshot::{HostKind, KernelLog, OneShot};
+use crate::oneshot::{GuestRoot, HostKind, KernelLog, OneShot};
 
 /// Largest `--mem` flint accepts, in MiB (1 TiB).
 const MAX_MEM_MIB: u64 = 1 << 20;
@@ -28,6 +28,8 @@ Examples:
   flint run --kernel bzImage --cmdline 'noxsave nofsgsbase' --boot-report report.json
   flint run --kernel vmlinux --initrd initramfs.cpio --env A=1 -- sh -c 'echo $A'
                                               a one-shot guest: runs the command, exits with its status
+  flint run --kernel vmlinux --rootfs rootfs.ext4 --share .:/src -- make -C /src test
+                                              the same from an ext4 root image, with a host directory
 
 Exit status:
   0-122  the guest's own status (written to I/O port 0xf4); 0 after a guest
@@ -162,12 +164,19 @@ pub struct RunArgs {
     /// mkfs.ext4 -d and cached by content (repeatable).
     #[arg(long, value_name = "HOST_DIR[:GUEST_PATH]", value_parser = clap::value_parser!(OsString))]
     pub share: Vec<OsString>,
+    /// One-shot guest: boot from this ext4 root image (images/build-rootfs.sh)
+    /// instead of an --initrd. Attached read-only as the first disk (vda) and
+    /// never written: the guest sees it under a RAM overlay, so its changes
+    /// are gone at exit and one image serves any number of VMs at once.
+    #[arg(long, value_name = "IMG")]
+    pub rootfs: Option<PathBuf>,
     /// One-shot guest: show the kernel's messages (on stderr).
     #[arg(long)]
     pub verbose: bool,
     /// One-shot guest: the command to run and its arguments, after `--`.
-    /// Needs --kernel and an --initrd whose /init is flint-init
-    /// (images/build-initramfs.sh); flint exits with the command's status.
+    /// Needs --kernel and an --initrd (images/build-initramfs.sh) or a
+    /// --rootfs (images/build-rootfs.sh) whose /init is flint-init; flint
+    /// exits with the command's status.
     #[arg(last = true, value_name = "CMD", value_parser = clap::value_parser!(OsString))]
     pub command: Vec<OsString>,
 }
@@ -214,8 +223,14 @@ pub enum CliError {
     #[error("{0} needs a command to run: flint run ... -- CMD ARGS...")]
     NoCommand(&'static str),
     /// A one-shot command without a kernel or initramfs.
-    #[error("-- CMD needs --kernel and --initrd (an initramfs whose /init is flint-init)")]
+    #[error(
+        "-- CMD needs --kernel and either --initrd (an initramfs whose /init is flint-init, \
+         images/build-initramfs.sh) or --rootfs (images/build-rootfs.sh)"
+    )]
     OneShotImages,
+    /// Both roots given.
+    #[error("--rootfs and --initrd: give one (--rootfs boots without an initramfs)")]
+    TwoRoots,
     /// A bad `--share`.
     #[error("{0}")]
     Share(String),
@@ -310,14 +325,15 @@ impl TryFrom<RunArgs> for RunConfig {
     }
 }
 
-/// The one-shot command of `args`, checked: `-- CMD` needs a kernel and an initrd, and
-/// `--env`, `--workdir` and `--verbose` need `-- CMD`.
+/// The one-shot command of `args`, checked: `-- CMD` needs a kernel and an initrd or a root
+/// image, and `--env`, `--workdir`, `--share`, `--rootfs` and `--verbose` need `-- CMD`.
 fn oneshot(args: &RunArgs) -> Result<Option<OneShot>, CliError> {
     if args.command.is_empty() {
         let stray = [
             (!args.env.is_empty(), "--env"),
             (args.workdir.is_some(), "--workdir"),
             (!args.share.is_empty(), "--share"),
+            (args.rootfs.is_some(), "--rootfs"),
             (args.verbose, "--verbose"),
         ];
         return match stray.iter().find(|(set, _)| *set) {
@@ -325,9 +341,17 @@ fn oneshot(args: &RunArgs) -> Result<Option<OneShot>, CliError> {
             None => Ok(None),
         };
     }
-    if args.kernel.is_none() || args.initrd.is_none() {
+    if args.rootfs.is_some() && args.initrd.is_some() {
+        return Err(CliError::TwoRoots);
+    }
+    if args.kernel.is_none() || (args.initrd.is_none() && args.rootfs.is_none()) {
         return Err(CliError::OneShotImages);
     }
+    let root = match &args.rootfs {
+        Some(path) => GuestRoot::Image(path.clone()),
+        None => GuestRoot::Initramfs,
+    };
+    let root_disks = usize::from(args.rootfs.is_some());
     if let Some(bad) = args.env.iter().find(|e| !e.as_bytes().contains(&b'=')) {
         return Err(CliError::Env(bad.clone()));
     }
@@ -346,7 +370,8 @@ fn oneshot(args: &RunArgs) -> Result<Option<OneShot>, CliError> {
             .map(|s| crate::oneshot::share::Share::parse(s))
             .collect::<Result<_, _>>()
             .map_err(CliError::Share)?,
-        disks_before_shares: args.disk.len() + args.passthrough.len(),
+        disks_before_shares: root_disks + args.disk.len() + args.passthrough.len(),
+        root,
     }))
 }
 
@@ -411,6 +436,9 @@ pub fn apply_config_file(
     }
     if unset("initrd") {
         args.initrd = file.initrd.or(args.initrd.take());
+    }
+    if unset("rootfs") {
+        args.rootfs = file.rootfs.or(args.rootfs.take());
     }
     if let Some(c) = file.cmdline.filter(|_| unset("cmdline")) {
         args.cmdline = c;

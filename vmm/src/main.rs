@@ -56,7 +56,7 @@ fn run(args: RunArgs, main_entered: u64, start: Instant) -> u8 {
         Ok(cfg) => cfg,
         Err(e) => return fail(&e),
     };
-    if let Err(e) = vmm::oneshot::share::attach(&mut cfg) {
+    if let Err(e) = vmm::oneshot::disks::attach(&mut cfg) {
         return fail(&e);
     }
     // Opened now: once the event loop's seccomp filter is on, flint opens no file.

@@ -6,7 +6,7 @@
 //!
 //!   ```toml
 //!   kernel = "vmlinux"
-//!   initrd = "initrd.img"
+//!   initrd = "initrd.img"       # or rootfs = "rootfs.ext4", for a one-shot command
 //!   cmdline = "quiet"
 //!   mem = 256
 //!   vcpus = 2
@@ -71,6 +71,8 @@ pub struct VmFile {
     pub kernel: Option<PathBuf>,
     /// Initial ramdisk.
     pub initrd: Option<PathBuf>,
+    /// One-shot root image (`--rootfs`).
+    pub rootfs: Option<PathBuf>,
     /// Command line (appended to flint's defaults).
     pub cmdline: Option<String>,
     /// Guest RAM in MiB.
@@ -95,6 +97,7 @@ pub struct VmFile {
 struct Toml {
     kernel: Option<PathBuf>,
     initrd: Option<PathBuf>,
+    rootfs: Option<PathBuf>,
     cmdline: Option<String>,
     mem: Option<u64>,
     vcpus: Option<u16>,
@@ -174,6 +177,7 @@ fn flint_toml(text: &str, base: &Path) -> Result<VmFile, Problem> {
     Ok(VmFile {
         kernel: t.kernel.map(|p| relative(base, p)),
         initrd: t.initrd.map(|p| relative(base, p)),
+        rootfs: t.rootfs.map(|p| relative(base, p)),
         cmdline: t.cmdline,
         mem: t.mem,
         vcpus: t.vcpus,
@@ -282,6 +286,7 @@ fn firecracker(text: &str, base: &Path) -> Result<VmFile, Problem> {
     Ok(VmFile {
         kernel: Some(relative(base, fc.boot_source.kernel_image_path)),
         initrd: fc.boot_source.initrd_path.map(|p| relative(base, p)),
+        rootfs: None,
         cmdline: (!cmdline.is_empty()).then_some(cmdline),
         mem: machine.as_ref().map(|m| m.mem_size_mib),
         vcpus: machine.as_ref().map(|m| m.vcpu_count),

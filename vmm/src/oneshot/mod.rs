@@ -1,8 +1,10 @@
-//! One-shot guests: `flint run --kernel K --initrd I [--env K=V]... [--workdir DIR] -- CMD
-//! ARGS...` (README "One-shot guests"). flint hands the command to the guest's init
-//! (images/src/bin/flint_init.rs) in a second cpio archive appended to the initrd — Linux
-//! unpacks concatenated archives into one initramfs — so argv, env and the working directory
-//! arrive byte for byte:
+//! One-shot guests: `flint run --kernel K (--initrd I | --rootfs IMG) [--env K=V]...
+//! [--workdir DIR] -- CMD ARGS...` (README "One-shot guests"). flint hands the command to the
+//! guest's init (images/src/bin/flint_init/) in a small cpio archive, so argv, env and the
+//! working directory arrive byte for byte. With `--initrd` the archive is appended to the
+//! initrd (Linux unpacks concatenated archives into one initramfs); with `--rootfs` there is
+//! no initramfs, so the archive is written raw on a read-only disk of its own, the last one,
+//! named on the command line by `flint.cmd=` ([`disks`]). The archive holds:
 //!
 //! | file | content |
 //! |---|---|
@@ -16,6 +18,7 @@
 //! own messages (the UART) are dropped unless `--verbose` sends them to stderr.
 
 pub mod cpio;
+pub mod disks;
 pub mod share;
 
 use std::ffi::OsString;
@@ -23,7 +26,7 @@ use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
 use std::os::fd::FromRawFd;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Kernel parameters for hosts whose guest kernel mode is emulated (nested KVM through PVM):
 /// no xsave, fsgsbase, popcnt, SMAP or cmpxchg16b instructions (the emulator lacks them), no read-only
@@ -55,6 +58,18 @@ pub struct OneShot {
     pub shares: Vec<share::Share>,
     /// How many `--disk`s come before the shares on the bus (their guest names follow).
     pub disks_before_shares: usize,
+    /// Where the guest's root filesystem comes from.
+    pub root: GuestRoot,
+}
+
+/// The root filesystem of a one-shot guest; either way its `/init` is flint-init.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GuestRoot {
+    /// `--initrd`: the initramfs, with the command's archive appended.
+    Initramfs,
+    /// `--rootfs IMG`: an ext4 image on the first disk (vda), read-only; the command's archive
+    /// on the last disk.
+    Image(PathBuf),
 }
 
 impl OneShot {
@@ -91,7 +106,19 @@ impl OneShot {
         if host == HostKind::EmulatedKernel {
             words.push(EMULATED_KERNEL_PARAMS);
         }
-        words.join(" ")
+        let mut line = words.join(" ");
+        if let GuestRoot::Image(_) = self.root {
+            // `ro`: the disk is read-only anyway; flint-init lays a RAM overlay over it.
+            line.push_str(" root=/dev/vda ro rootfstype=ext4 init=/init flint.cmd=");
+            line.push_str(&disk_name(self.command_disk_index()));
+        }
+        line
+    }
+
+    /// The bus index, among the disks, of the `--rootfs` command disk: after the root image,
+    /// the `--disk`s and the shares.
+    pub fn command_disk_index(&self) -> usize {
+        self.disks_before_shares + self.shares.len()
     }
 }
 
@@ -196,6 +223,7 @@ mod tests {
             kernel_log: KernelLog::Hidden,
             shares: Vec::new(),
             disks_before_shares: 0,
+            root: GuestRoot::Initramfs,
         }
     }
 
@@ -220,6 +248,18 @@ mod tests {
         assert_eq!(
             o.cmdline_prefix(HostKind::EmulatedKernel),
             format!("earlyprintk=serial,ttyS0 {EMULATED_KERNEL_PARAMS}")
+        );
+    }
+
+    #[test]
+    fn a_root_image_is_vda_and_the_command_disk_comes_last() {
+        let mut o = oneshot(&[b"true"]);
+        o.root = GuestRoot::Image("/img/rootfs.ext4".into());
+        o.disks_before_shares = 3; // the root image and two --disks
+        o.shares = vec![share::Share::parse(std::ffi::OsStr::new("/tmp")).unwrap()];
+        assert_eq!(
+            o.cmdline_prefix(HostKind::HardwareVirt),
+            "quiet root=/dev/vda ro rootfstype=ext4 init=/init flint.cmd=/dev/vde"
         );
     }
 

@@ -1,6 +1,6 @@
 //! `--share HOST_DIR[:GUEST_PATH]` for one-shot guests: the directory as a read-only ext4
 //! image (`mkfs.ext4 -d`), cached by content in `~/.cache/flint/share/`, attached as a
-//! read-only virtio-blk disk after the `--disk`s; flint-init mounts it read-only at GUEST_PATH
+//! read-only virtio-blk disk after the `--disk`s ([`super::disks`]); flint-init mounts it read-only at GUEST_PATH
 //! (default: the host path) from the list in `/flint/shares`.
 
 use std::ffi::OsString;
@@ -109,27 +109,6 @@ impl Share {
         std::fs::rename(&tmp, &image).map_err(|e| ShareError::Mkfs(name, e.to_string()))?;
         Ok(image)
     }
-}
-
-/// Build (or find) the image of every share of `cfg`'s one-shot command and attach each as a
-/// read-only disk after the `--disk`s, in `--share` order.
-pub fn attach(cfg: &mut crate::config::RunConfig) -> Result<(), ShareError> {
-    use crate::config::devices::{Access, CacheMode, DiskConfig, DiskMode};
-    let Some(oneshot) = &cfg.oneshot else {
-        return Ok(());
-    };
-    for share in &oneshot.shares {
-        let path = share.image()?;
-        log::info!("--share {}: {}", share.host.display(), path.display());
-        cfg.disks.push(DiskConfig {
-            path,
-            access: Access::ReadOnly,
-            id: None,
-            cache: CacheMode::Writeback,
-            mode: DiskMode::Emulated,
-        });
-    }
-    Ok(())
 }
 
 fn cache_dir() -> PathBuf {

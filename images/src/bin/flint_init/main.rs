@@ -1,14 +1,18 @@
 //! `flint-init`: PID 1 of a one-shot guest (`flint run ... -- CMD ARGS...`, README "One-shot
 //! guests"). It mounts devtmpfs, proc and sysfs, tells flint the boot is complete (123 to port
-//! 0x3f0), runs the command flint put in the initramfs and reports its exit status through the
-//! exit port 0xf4, then powers off.
+//! 0x3f0), runs the command flint handed over and reports its exit status through the exit
+//! port 0xf4, then powers off.
 //!
-//! What flint hands over, in a cpio archive appended to the initrd (`vmm/src/oneshot/`):
+//! What flint hands over (`request.rs`), as files in the initramfs (`--initrd`) or as the same
+//! cpio archive on a disk named by `flint.cmd=` (`--rootfs`):
 //! - `/flint/argv`: the command and its arguments, each followed by a NUL byte;
 //! - `/flint/env`: `KEY=VALUE` entries, each followed by a NUL byte (added to a default PATH/HOME);
 //! - `/flint/workdir`: the directory to run in (optional);
 //! - `/flint/shares`: `--share` disks, pairs of device node and mount point, each followed by a
 //!   NUL; each is mounted read-only as ext4 before the command starts.
+//!
+//! The root it starts on (`root.rs`): a read-only root image gets a RAM overlay first; an
+//! initramfs built for Debian's stock kernel has its virtio modules loaded first.
 //!
 //! Consoles (opened in raw mode before the boot-complete marker, which tells flint to start
 //! sending stdin): hvc0 carries the command's stdout (and, from flint, its stdin, framed as chunks of
@@ -18,7 +22,31 @@
 //! Port I/O goes through /dev/port: user-mode `in`/`out` needs ioperm, and on hosts where the
 //! guest kernel is emulated (nested KVM through PVM) a user-mode `out` faults even then.
 
-use std::ffi::{CString, OsStr, OsString};
+/// A message for the kernel log (`/dev/kmsg`, which `flint run --verbose` shows; stderr before
+/// devtmpfs is mounted). Errors are ignored: PID 1 must not die of a message, as `eprintln!`
+/// would make it (a panic) when the console cannot be written.
+macro_rules! say {
+    ($($arg:tt)*) => { $crate::say(format_args!($($arg)*)) };
+}
+
+mod request;
+mod root;
+
+fn say(args: std::fmt::Arguments) {
+    let line = format!("flint-init: {args}\n");
+    match OpenOptions::new().write(true).open("/dev/kmsg") {
+        Ok(mut kmsg) => {
+            let _ = kmsg.write_all(line.as_bytes());
+        }
+        Err(_) => {
+            let _ = std::io::stderr().write_all(line.as_bytes());
+        }
+    }
+}
+
+use std::ffi::{OsStr, OsString};
+
+use request::{Request, Source};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -44,14 +72,25 @@ const DEFAULT_ENV: [(&str, &str); 2] = [
 ];
 
 fn main() {
+    std::panic::set_hook(Box::new(|info| say!("{info}")));
+    if root::is_read_only() {
+        root::overlay();
+    }
     mount_filesystems();
+    root::load_modules();
     // Raw mode before boot-complete: flint sends stdin only after the marker, so no byte
     // meets the tty's default line discipline (echo, ^C, ^S...).
     let out = open_console("/dev/hvc0");
     let err = open_console("/dev/hvc1");
     outb(BOOT_COMPLETE_PORT, BOOT_COMPLETE);
-    mount_shares();
-    let status = run_command(out, err);
+    let (request, source) = Request::load();
+    match source {
+        Source::Initramfs => {}
+        Source::Disk(dev) => say!("command from {dev}"),
+        Source::Missing(why) => say!("{why}"),
+    }
+    mount_shares(&request.shares);
+    let status = run_command(&request, out, err);
     outb(EXIT_PORT, status);
     // Only reached if the exit port did not end the VM (another monitor).
     // SAFETY: reboot(2) with a valid command; PID 1 may call it.
@@ -67,62 +106,40 @@ fn mount_filesystems() {
         ("sysfs", "/sys", "sysfs"),
     ] {
         let _ = std::fs::create_dir_all(target);
-        let (s, t, f) = (cstr(source), cstr(target), cstr(fstype));
-        // SAFETY: all pointers are valid NUL-terminated strings; data may be null.
-        let rc = unsafe { libc::mount(s.as_ptr(), t.as_ptr(), f.as_ptr(), 0, std::ptr::null()) };
-        if rc != 0 {
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::EBUSY) {
-                eprintln!("flint-init: mount {target}: {e}");
+        // EBUSY: the kernel mounted it already (CONFIG_DEVTMPFS_MOUNT).
+        if let Err(e) = root::mount(source, target, fstype, 0, "") {
+            if !e.contains("busy") {
+                say!("{e}");
             }
         }
     }
 }
 
-/// Mount each `--share` (pairs of device node and mount point in `/flint/shares`) read-only.
-fn mount_shares() {
-    let list = read_list("/flint/shares");
+/// Mount each `--share` (pairs of device node and mount point) read-only.
+fn mount_shares(list: &[OsString]) {
     for pair in list.chunks(2) {
         let [dev, target] = pair else { continue };
         let _ = std::fs::create_dir_all(target);
-        // The disk appears once virtio-blk has probed it; that is done before init runs, but
-        // devtmpfs may need a moment.
-        for _ in 0..200 {
-            if std::path::Path::new(dev).exists() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        let (Ok(d), Ok(t)) = (
-            CString::new(dev.as_bytes()),
-            CString::new(target.as_bytes()),
-        ) else {
+        wait_for(&dev.to_string_lossy());
+        let (Some(d), Some(t)) = (dev.to_str(), target.to_str()) else {
+            say!("share {dev:?} on {target:?}: not UTF-8");
             continue;
         };
-        let fstype = cstr("ext4");
-        // SAFETY: all pointers are valid NUL-terminated strings; data may be null.
-        let rc = unsafe {
-            libc::mount(
-                d.as_ptr(),
-                t.as_ptr(),
-                fstype.as_ptr(),
-                libc::MS_RDONLY,
-                std::ptr::null(),
-            )
-        };
-        if rc != 0 {
-            let e = std::io::Error::last_os_error();
-            eprintln!(
-                "flint-init: mount {} on {}: {e}",
-                dev.to_string_lossy(),
-                target.to_string_lossy()
-            );
+        if let Err(e) = root::mount(d, t, "ext4", libc::MS_RDONLY, "") {
+            say!("{d}: {e}");
         }
     }
 }
 
-fn cstr(s: &str) -> CString {
-    CString::new(s).unwrap_or_default()
+/// Wait up to 2 s for a device node: virtio-blk has probed the disk before init runs, but
+/// devtmpfs may need a moment.
+pub(crate) fn wait_for(dev: &str) {
+    for _ in 0..200 {
+        if std::path::Path::new(dev).exists() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }
 
 /// Write `value` to I/O port `port` through /dev/port.
@@ -132,28 +149,27 @@ fn outb(port: u64, value: u8) {
         .open("/dev/port")
         .and_then(|f| f.write_all_at(&[value], port));
     if let Err(e) = result {
-        eprintln!("flint-init: /dev/port {port:#x}: {e}");
+        say!("/dev/port {port:#x}: {e}");
     }
 }
 
 /// Run the command with the consoles as its stdio; its exit status (128 + signal number after
 /// a signal, as a shell reports it).
-fn run_command(out: Option<OwnedFd>, err: Option<OwnedFd>) -> u8 {
-    let argv = read_list("/flint/argv");
-    let Some((program, args)) = argv.split_first() else {
-        eprintln!("flint-init: /flint/argv is missing or empty: nothing to run");
+fn run_command(request: &Request, out: Option<OwnedFd>, err: Option<OwnedFd>) -> u8 {
+    let Some((program, args)) = request.argv.split_first() else {
+        say!("the command is missing or empty: nothing to run");
         return STATUS_NOT_RUN;
     };
     let mut command = Command::new(program);
     command.args(args).env_clear().envs(DEFAULT_ENV);
-    for entry in read_list("/flint/env") {
+    for entry in &request.env {
         let bytes = entry.as_bytes();
         let split = bytes.iter().position(|&b| b == b'=').unwrap_or(bytes.len());
         let value = bytes.get(split + 1..).unwrap_or_default();
         command.env(OsStr::from_bytes(&bytes[..split]), OsStr::from_bytes(value));
     }
-    if let Ok(dir) = std::fs::read("/flint/workdir") {
-        command.current_dir(OsStr::from_bytes(&dir));
+    if let Some(dir) = &request.workdir {
+        command.current_dir(dir);
     }
     let pump = out.as_ref().and_then(|o| start_stdin_pump(o, &mut command));
     if let Some(o) = &out {
@@ -199,20 +215,6 @@ fn dup(fd: &OwnedFd) -> OwnedFd {
     fd.try_clone().unwrap_or_else(|_| stderr())
 }
 
-/// NUL-terminated entries of `path`, none if it is missing.
-fn read_list(path: &str) -> Vec<OsString> {
-    let Ok(bytes) = std::fs::read(path) else {
-        return Vec::new();
-    };
-    if bytes.is_empty() {
-        return Vec::new();
-    }
-    let body = bytes.strip_suffix(&[0]).unwrap_or(&bytes);
-    body.split(|&b| b == 0)
-        .map(|s| OsStr::from_bytes(s).to_os_string())
-        .collect()
-}
-
 /// `path` opened read-write in raw mode (no newline translation, echo or signals), retrying
 /// for a second while the driver brings it up; none if it never appears.
 fn open_console(path: &str) -> Option<OwnedFd> {
@@ -237,7 +239,7 @@ fn open_console(path: &str) -> Option<OwnedFd> {
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    eprintln!("flint-init: {path} did not appear");
+    say!("{path} did not appear");
     None
 }
 
