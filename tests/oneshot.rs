@@ -1,12 +1,16 @@
 //! One-shot guests (README "One-shot guests"): `flint run --kernel K --initrd I -- CMD ARGS`
 //! boots flint's minimal kernel (images/linux/build-kernel.sh) with the flint-init initramfs
 //! (images/build-initramfs.sh), runs the command and exits with its status. Checked end to end:
-//! the exit code, argv/env/workdir byte for byte, a --share directory, stdout and stderr kept apart, stdin from a
-//! pipe and from a file, a kernel panic (123), --timeout, and the option errors.
+//! the exit code, argv/env/workdir byte for byte, a --share directory, stdout and stderr kept
+//! apart, stdin from a pipe and from a file, a kernel panic (123), --timeout, and the option
+//! errors; then the same kernel from the ext4 root image (`--rootfs`, images/build-rootfs.sh),
+//! and Debian's stock kernel with its virtio modules in the initramfs (hosts with VT-x/AMD-V
+//! only: where the guest kernel is emulated the stock kernel cannot make a system call).
 //!
-//! tests/run builds both images (cached) and passes their paths in FLINT_ONESHOT_KERNEL and
-//! FLINT_ONESHOT_INITRD. Where the guest kernel is emulated (nested PVM) a boot takes ~30 s;
-//! with VT-x/AMD-V, boot-complete must come within 2 s.
+//! tests/run builds the images (cached) and passes their paths in FLINT_ONESHOT_KERNEL,
+//! FLINT_ONESHOT_INITRD, FLINT_ONESHOT_ROOTFS, FLINT_STOCK_KERNEL and FLINT_STOCK_INITRD.
+//! Where the guest kernel is emulated (nested PVM) a boot takes ~30 s; with VT-x/AMD-V,
+//! boot-complete must come within 2 s.
 
 mod common;
 
@@ -48,10 +52,18 @@ struct Output {
 /// written to flint's stdin (a pipe) or `file` as its stdin.
 fn oneshot(extra: &[&OsStr], argv: &[&OsStr], stdin: Stdin) -> Output {
     let (kernel, initrd) = images().expect("images");
+    run_oneshot(
+        &["--kernel", &kernel, "--initrd", &initrd],
+        extra,
+        argv,
+        stdin,
+    )
+}
+
+/// `flint run IMAGES... --timeout 480 --mem 256 EXTRA... -- ARGV...`.
+fn run_oneshot(images: &[&str], extra: &[&OsStr], argv: &[&OsStr], stdin: Stdin) -> Output {
     let mut cmd = Command::new(flint_bin());
-    cmd.args([
-        "run", "--kernel", &kernel, "--initrd", &initrd, "--mem", "256",
-    ]);
+    cmd.arg("run").args(images).args(["--mem", "256"]);
     if !extra.contains(&OsStr::new("--timeout")) {
         cmd.args(["--timeout", "480"]);
     }
@@ -226,10 +238,127 @@ fn timeout_exits_124() {
 }
 
 #[test]
+fn a_root_image_boots_under_a_ram_overlay_and_is_never_written() {
+    let Some((kernel, _)) = images() else {
+        return;
+    };
+    let Some(rootfs) = std::env::var("FLINT_ONESHOT_ROOTFS")
+        .ok()
+        .filter(|v| !v.is_empty())
+    else {
+        eprintln!(
+            "SKIPPED: FLINT_ONESHOT_ROOTFS not set: run images/build-rootfs.sh (tests/run does)"
+        );
+        return;
+    };
+    require_kvm();
+    let before = std::fs::read(&rootfs).unwrap();
+    let dir = scratch("oneshot-rootfs");
+    std::fs::write(dir.join("hello.txt"), "shared\n").unwrap();
+    let share = format!("{}:/data", dir.display());
+    // Writes a new file, deletes an image file (a whiteout) and replaces an image directory
+    // by an empty one (an opaque directory, which needs xattrs on the tmpfs upper layer).
+    let script = OsStr::new(
+        "printf '%s|' \"$1\"; cat /data/hello.txt; echo new > /etc/new && cat /etc/new; \
+         rm /bin/true && test ! -e /bin/true && echo whiteout; \
+         rm -r /usr && mkdir /usr && test ! -e /usr/bin && echo opaque; \
+         read line; echo \"stdin: $line\"; exit 9",
+    );
+    let argv = [
+        OsStr::new("sh"),
+        OsStr::new("-c"),
+        script,
+        OsStr::new("sh"),
+        OsStr::from_bytes(b"a b\n\xc3\xa9"),
+    ];
+    let extra = [OsStr::new("--share"), OsStr::new(&share)];
+    let o = run_oneshot(
+        &["--kernel", &kernel, "--rootfs", &rootfs],
+        &extra,
+        &argv,
+        Stdin::Pipe(b"typed\n".to_vec()),
+    );
+    assert_eq!(o.code, Some(9), "{}", show(&o));
+    assert_eq!(
+        o.stdout,
+        b"a b\n\xc3\xa9|shared\nnew\nwhiteout\nopaque\nstdin: typed\n",
+        "{}",
+        show(&o)
+    );
+    assert!(
+        std::fs::read(&rootfs).unwrap() == before,
+        "{rootfs} changed on the host"
+    );
+}
+
+#[test]
+fn debian_stock_kernel_runs_a_command_with_its_virtio_modules_from_the_initramfs() {
+    let get = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
+    let (Some(kernel), Some(initrd)) = (get("FLINT_STOCK_KERNEL"), get("FLINT_STOCK_INITRD"))
+    else {
+        eprintln!(
+            "SKIPPED: FLINT_STOCK_KERNEL / FLINT_STOCK_INITRD not set: run \
+             images/linux/fetch-debian-kernel.sh and images/build-initramfs.sh --modules \
+             (tests/run does)"
+        );
+        return;
+    };
+    if !hardware_virtualization() {
+        eprintln!(
+            "SKIPPED: no vmx/svm in /proc/cpuinfo: where the guest kernel is emulated, Debian's \
+             stock kernel stops at its first system call (images/README.md, patch 0002)"
+        );
+        return;
+    }
+    require_kvm();
+    let argv = [
+        OsStr::new("sh"),
+        OsStr::new("-c"),
+        OsStr::new("echo $((6 * 7)); ls /sys/bus/virtio/drivers; exit 3"),
+    ];
+    let o = run_oneshot(
+        &["--kernel", &kernel, "--initrd", &initrd],
+        &[],
+        &argv,
+        Stdin::Null,
+    );
+    assert_eq!(o.code, Some(3), "{}", show(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.starts_with("42\n"), "{}", show(&o));
+    for driver in ["virtio_blk", "virtio_console", "virtio_net"] {
+        assert!(out.contains(driver), "{driver} not loaded:\n{}", show(&o));
+    }
+}
+
+#[test]
 fn command_without_images_or_options_without_command_are_errors() {
     let out = flint_run(&["--", "true"]);
     assert_eq!(out.code, Some(125), "{out}");
-    assert!(out.stderr.contains("--kernel and --initrd"), "{out}");
+    assert!(out.stderr.contains("--kernel and either --initrd"), "{out}");
+    let out = flint_run(&[
+        "--kernel", "k", "--initrd", "i", "--rootfs", "r", "--", "true",
+    ]);
+    assert_eq!(out.code, Some(125), "{out}");
+    assert!(
+        out.stderr.contains("--rootfs and --initrd: give one"),
+        "{out}"
+    );
+    let out = flint_run(&[
+        "--kernel",
+        "k",
+        "--rootfs",
+        "/nonexistent/r.ext4",
+        "--",
+        "true",
+    ]);
+    assert_eq!(out.code, Some(125), "{out}");
+    assert!(
+        out.stderr.contains("--rootfs /nonexistent/r.ext4: "),
+        "{out}"
+    );
+    let out = flint_run(&["--rootfs", "r.ext4"]);
+    assert_eq!(out.code, Some(125), "{out}");
+    assert!(out.stderr.contains("--rootfs needs a command"), "{out}");
     let out = flint_run(&["--env", "A=1"]);
     assert_eq!(out.code, Some(125), "{out}");
     assert!(out.stderr.contains("--env needs a command"), "{out}");
