@@ -36,6 +36,8 @@ pub struct BootSpec<'a> {
     pub devices: &'a [VirtioMmioSlot],
     /// Where the device list goes.
     pub plan: BootPlan,
+    /// What guest RAM holds before loading.
+    pub ram: crate::loader::GuestRam,
 }
 
 /// An initrd to load: the open file and its size.
@@ -114,7 +116,7 @@ fn chain(e: &dyn std::error::Error) -> String {
 /// ACPI tables, GDT and page tables into `mem`, and return the entry state.
 pub fn prepare_boot(mem: &GuestMemoryMmap, spec: BootSpec<'_>) -> Result<PreparedBoot, BootError> {
     check_memory(mem, spec.mem_bytes)?;
-    let kernel = loader::load_kernel(mem, spec.kernel).map_err(BootError::Kernel)?;
+    let kernel = loader::load_kernel(mem, spec.kernel, spec.ram).map_err(BootError::Kernel)?;
     let devices: &[VirtioMmioSlot] = if spec.plan.cmdline_devices {
         spec.devices
     } else {

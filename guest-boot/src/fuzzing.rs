@@ -113,6 +113,8 @@ pub(crate) fn run(data: &[u8]) -> Option<(GuestMemoryMmap, PreparedBoot)> {
             acpi: case.flags & 1 != 0,
             cmdline_devices: case.flags & 2 != 0,
         },
+        // The fuzzer reuses nothing, but the zeroing path is the one with arithmetic to check.
+        ram: crate::loader::GuestRam::Dirty,
     };
     let prepared = crate::prepare_boot(&mem, spec).ok()?;
     check(&mem, &case, &prepared);

@@ -111,6 +111,17 @@ pub enum LoadError {
     },
 }
 
+/// What guest RAM holds before the kernel is loaded, which decides whether an ELF segment's
+/// zero-filled tail (its bss, up to `p_memsz`) must be written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuestRam {
+    /// Freshly mapped anonymous memory, which reads as zero: writing the bss's zeroes would
+    /// only fault in pages the guest may never touch (1.6 MiB, ~1 ms, for the probe).
+    Zeroed,
+    /// Anything else (reused memory, tests): the bss is zeroed.
+    Dirty,
+}
+
 /// How many leading bytes [`load_kernel`] looks at to recognise the format.
 const PROBE_LEN: usize = 0x206;
 /// The four ELF magic bytes.
@@ -124,7 +135,11 @@ const HDRS_OFFSET: usize = 0x202;
 /// lie in RAM at or above 1 MiB); a bzImage's protected-mode part is loaded
 /// at [`HIMEM_START`]. The file is read from its start whatever its current
 /// position.
-pub fn load_kernel(mem: &GuestMemoryMmap, kernel: &mut File) -> Result<LoadedKernel, LoadError> {
+pub fn load_kernel(
+    mem: &GuestMemoryMmap,
+    kernel: &mut File,
+    ram: GuestRam,
+) -> Result<LoadedKernel, LoadError> {
     let len = guestio::file_len(kernel).map_err(LoadError::Read)?;
     if len == 0 {
         return Err(LoadError::Empty);
@@ -132,7 +147,7 @@ pub fn load_kernel(mem: &GuestMemoryMmap, kernel: &mut File) -> Result<LoadedKer
     let mut probe = vec![0u8; (len as usize).min(PROBE_LEN)];
     kernel.read_exact(&mut probe).map_err(LoadError::Read)?;
     if probe.starts_with(ELF_MAGIC) {
-        elf::load(mem, kernel, len)
+        elf::load(mem, kernel, len, ram)
     } else if probe.get(HDRS_OFFSET..HDRS_OFFSET + 4) == Some(b"HdrS") {
         bzimage::load(mem, kernel, len)
     } else {

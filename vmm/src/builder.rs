@@ -372,6 +372,8 @@ fn load_guest(
             acpi: cfg.discovery.acpi,
             cmdline_devices: cfg.discovery.cmdline,
         },
+        // vm::create_memory maps it fresh for this VM.
+        ram: guest_boot::loader::GuestRam::Zeroed,
     };
     guest_boot::prepare_boot(mem, spec).map_err(|source| BuildError::Boot {
         path: inputs.kernel_name.clone(),

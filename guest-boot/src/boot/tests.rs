@@ -71,6 +71,7 @@ impl Run {
             vcpus: 2,
             devices: &self.devices,
             plan: self.plan,
+            ram: crate::loader::GuestRam::Dirty,
         };
         prepare_boot(mem, spec)
     }
@@ -317,6 +318,7 @@ fn acpi_without_vcpus_fails_in_the_acpi_step() {
             acpi: true,
             cmdline_devices: false,
         },
+        ram: crate::loader::GuestRam::Dirty,
     };
     let e = prepare_boot(&mem, spec).unwrap_err();
     assert_eq!(e.to_string(), "ACPI tables: at least one vCPU is needed");

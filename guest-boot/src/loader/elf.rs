@@ -32,6 +32,7 @@ pub(super) fn load(
     mem: &GuestMemoryMmap,
     file: &mut File,
     file_len: u64,
+    ram: super::GuestRam,
 ) -> Result<LoadedKernel, LoadError> {
     let ehdr = read_ehdr(file, file_len)?;
     let phdrs = read_phdrs(file, &ehdr, file_len)?;
@@ -44,7 +45,7 @@ pub(super) fn load(
         }
         None => (KernelFormat::Elf64, physical_entry(ehdr.e_entry, &phdrs)?),
     };
-    let end = load_segments(mem, file, &phdrs)?;
+    let end = load_segments(mem, file, &phdrs, ram)?;
     Ok(LoadedKernel {
         format,
         entry: GuestAddress(entry),
@@ -269,12 +270,13 @@ fn in_range(addr: u64, start: u64, len: u64) -> bool {
     addr >= start && addr - start < len
 }
 
-/// Copy every loadable segment and zero its tail; returns the end of the
-/// highest one.
+/// Copy every loadable segment and zero its tail unless `ram` is already zero; returns the
+/// end of the highest one.
 fn load_segments(
     mem: &GuestMemoryMmap,
     file: &mut File,
     phdrs: &[Elf64_Phdr],
+    ram: super::GuestRam,
 ) -> Result<u64, LoadError> {
     let mut end = 0;
     for (i, p) in loadable(phdrs) {
@@ -282,11 +284,13 @@ fn load_segments(
         if p.p_filesz > 0 {
             copy_to_guest(mem, file, &what, (p.p_offset, p.p_filesz), p.p_paddr)?;
         }
-        let bss = GuestAddress(p.p_paddr + p.p_filesz);
-        guestio::zero_fill(mem, bss, p.p_memsz - p.p_filesz).map_err(|e| LoadError::Copy {
-            what: what.clone(),
-            source: Box::new(e),
-        })?;
+        if ram == super::GuestRam::Dirty {
+            let bss = GuestAddress(p.p_paddr + p.p_filesz);
+            guestio::zero_fill(mem, bss, p.p_memsz - p.p_filesz).map_err(|e| LoadError::Copy {
+                what: what.clone(),
+                source: Box::new(e),
+            })?;
+        }
         end = end.max(p.p_paddr + p.p_memsz);
     }
     Ok(end)

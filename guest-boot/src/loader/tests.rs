@@ -2,7 +2,7 @@
 
 use vm_memory::{Bytes, GuestAddress};
 
-use super::{load_kernel, KernelFormat, LoadError};
+use super::{load_kernel, GuestRam, KernelFormat, LoadError};
 use crate::layout::{CMDLINE_MAX, MIB, MMIO_HOLE_START};
 use crate::testutil::{
     build_bzimage, build_elf, file_with, guest_mem, read_mem, BzOpts, Note, Seg,
@@ -15,7 +15,7 @@ fn code(len: usize) -> Vec<u8> {
 }
 
 fn load(mib: u64, image: &[u8]) -> Result<super::LoadedKernel, LoadError> {
-    load_kernel(&guest_mem(mib), &mut file_with(image))
+    load_kernel(&guest_mem(mib), &mut file_with(image), GuestRam::Dirty)
 }
 
 fn err(mib: u64, image: &[u8]) -> String {
@@ -30,7 +30,7 @@ fn elf_without_note_loads_at_paddr_and_enters_at_e_entry() {
         &[Seg::identity(KERNEL_AT, code(300))],
         &[],
     );
-    let k = load_kernel(&mem, &mut file_with(&image)).unwrap();
+    let k = load_kernel(&mem, &mut file_with(&image), GuestRam::Dirty).unwrap();
     assert_eq!(k.format, KernelFormat::Elf64);
     assert_eq!(k.entry, GuestAddress(KERNEL_AT + 0x10));
     assert_eq!(k.end, GuestAddress(KERNEL_AT + 300));
@@ -60,8 +60,22 @@ fn elf_bss_is_zeroed_and_counts_towards_end() {
     let mut seg = Seg::identity(KERNEL_AT, code(0x100));
     seg.memsz = 0x300;
     let image = build_elf(KERNEL_AT, &[seg], &[]);
-    let k = load_kernel(&mem, &mut file_with(&image)).unwrap();
+    let k = load_kernel(&mem, &mut file_with(&image), GuestRam::Dirty).unwrap();
     assert_eq!(read_mem(&mem, KERNEL_AT + 0x100, 0x200), vec![0; 0x200]);
+    assert_eq!(k.end, GuestAddress(KERNEL_AT + 0x300));
+}
+
+#[test]
+fn elf_bss_is_not_written_when_ram_is_known_to_be_zero() {
+    let mem = guest_mem(64);
+    // A sentinel where the bss goes: fresh memory would read zero, so it shows any write.
+    mem.write_slice(&[0xff; 0x200], GuestAddress(KERNEL_AT + 0x100))
+        .unwrap();
+    let mut seg = Seg::identity(KERNEL_AT, code(0x100));
+    seg.memsz = 0x300;
+    let image = build_elf(KERNEL_AT, &[seg], &[]);
+    let k = load_kernel(&mem, &mut file_with(&image), GuestRam::Zeroed).unwrap();
+    assert_eq!(read_mem(&mem, KERNEL_AT + 0x100, 0x200), vec![0xff; 0x200]);
     assert_eq!(k.end, GuestAddress(KERNEL_AT + 0x300));
 }
 
@@ -80,7 +94,7 @@ fn elf_bss_only_segment_needs_no_file_bytes() {
     // Point the BSS segment's file offset far past the end of the file.
     let offset_field = 64 + 56 + 8;
     image[offset_field..offset_field + 8].copy_from_slice(&u64::MAX.to_le_bytes());
-    let k = load_kernel(&mem, &mut file_with(&image)).unwrap();
+    let k = load_kernel(&mem, &mut file_with(&image), GuestRam::Dirty).unwrap();
     assert_eq!(read_mem(&mem, KERNEL_AT + 0x10_0000, 0x100), vec![0; 0x100]);
     assert_eq!(k.end, GuestAddress(KERNEL_AT + 0x10_0100));
 }
@@ -285,7 +299,7 @@ fn bzimage_loads_protected_mode_part_at_1_mib() {
     let mem = guest_mem(64);
     let opts = BzOpts::default();
     let image = build_bzimage(&opts);
-    let k = load_kernel(&mem, &mut file_with(&image)).unwrap();
+    let k = load_kernel(&mem, &mut file_with(&image), GuestRam::Dirty).unwrap();
     assert_eq!(k.format, KernelFormat::BzImage);
     assert_eq!(k.entry, GuestAddress(MIB + 0x200));
     assert_eq!(read_mem(&mem, MIB, opts.payload.len()), opts.payload);
@@ -314,7 +328,7 @@ fn bzimage_setup_sects_zero_means_four() {
         ..BzOpts::default()
     };
     let mem = guest_mem(64);
-    load_kernel(&mem, &mut file_with(&build_bzimage(&opts))).unwrap();
+    load_kernel(&mem, &mut file_with(&build_bzimage(&opts)), GuestRam::Dirty).unwrap();
     assert_eq!(read_mem(&mem, MIB, 64), opts.payload[..64]);
 }
 

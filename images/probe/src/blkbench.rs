@@ -44,6 +44,7 @@ const SLOTS: usize = BENCH_QUEUE_SIZE as usize;
 struct BenchBuf([u8; BENCH_MAX]);
 
 /// Request data (see the module comment).
+#[link_section = ".lazy.blkbench"]
 static mut BENCH_BUF: BenchBuf = BenchBuf([0; BENCH_MAX]);
 
 /// A request's header and status byte.

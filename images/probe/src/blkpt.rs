@@ -81,6 +81,7 @@ fn topology(dev: &Device) {
 #[repr(C, align(4096))]
 struct Odd([u8; 4 * 0x11000]);
 
+#[link_section = ".lazy.blkpt"]
 static mut ODD: Odd = Odd([0; 4 * 0x11000]);
 
 fn misaligned(dev: &Device, q: &mut Queue, block: usize) {

@@ -42,6 +42,7 @@ struct Chaos {
     used: [u8; USED_LEN],
 }
 
+#[link_section = ".lazy.hostile"]
 static mut CHAOS: Chaos = Chaos {
     tables: [0; TABLES_LEN],
     data: [0; DATA_LEN],
