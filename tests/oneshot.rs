@@ -52,18 +52,23 @@ struct Output {
 /// written to flint's stdin (a pipe) or `file` as its stdin.
 fn oneshot(extra: &[&OsStr], argv: &[&OsStr], stdin: Stdin) -> Output {
     let (kernel, initrd) = images().expect("images");
-    run_oneshot(
-        &["--kernel", &kernel, "--initrd", &initrd],
-        extra,
-        argv,
-        stdin,
-    )
+    let images = ["--kernel", &kernel, "--initrd", &initrd];
+    run_oneshot(&images, extra, argv, stdin, None)
 }
 
-/// `flint run IMAGES... --timeout 480 --mem 256 EXTRA... -- ARGV...`.
-fn run_oneshot(images: &[&str], extra: &[&OsStr], argv: &[&OsStr], stdin: Stdin) -> Output {
+/// `flint run IMAGES... --timeout 480 --mem 256 EXTRA... -- ARGV...`, started in `cwd`.
+fn run_oneshot(
+    images: &[&str],
+    extra: &[&OsStr],
+    argv: &[&OsStr],
+    stdin: Stdin,
+    cwd: Option<&std::path::Path>,
+) -> Output {
     let mut cmd = Command::new(flint_bin());
     cmd.arg("run").args(images).args(["--mem", "256"]);
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
     if !extra.contains(&OsStr::new("--timeout")) {
         cmd.args(["--timeout", "480"]);
     }
@@ -253,38 +258,37 @@ fn a_root_image_boots_under_a_ram_overlay_and_is_never_written() {
     };
     require_kvm();
     let before = std::fs::read(&rootfs).unwrap();
+    // Used as a test runner would use it: flint started in a shared directory runs a program
+    // from it by its host path, in the same directory.
     let dir = scratch("oneshot-rootfs");
     std::fs::write(dir.join("hello.txt"), "shared\n").unwrap();
-    let share = format!("{}:/data", dir.display());
     // Writes a new file, deletes an image file (a whiteout) and replaces an image directory
     // by an empty one (an opaque directory, which needs xattrs on the tmpfs upper layer).
-    let script = OsStr::new(
-        "printf '%s|' \"$1\"; cat /data/hello.txt; echo new > /etc/new && cat /etc/new; \
-         rm /bin/true && test ! -e /bin/true && echo whiteout; \
-         rm -r /usr && mkdir /usr && test ! -e /usr/bin && echo opaque; \
-         read line; echo \"stdin: $line\"; exit 9",
-    );
-    let argv = [
-        OsStr::new("sh"),
-        OsStr::new("-c"),
-        script,
-        OsStr::new("sh"),
-        OsStr::from_bytes(b"a b\n\xc3\xa9"),
-    ];
-    let extra = [OsStr::new("--share"), OsStr::new(&share)];
+    let script = dir.join("run.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\nprintf '%s|' \"$1\"; pwd; cat hello.txt; echo new > /etc/new && cat /etc/new\n\
+         rm /bin/true && test ! -e /bin/true && echo whiteout\n\
+         rm -r /usr && mkdir /usr && test ! -e /usr/bin && echo opaque\n\
+         read line; echo \"stdin: $line\"; exit 9\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let argv = [script.as_os_str(), OsStr::from_bytes(b"a b\n\xc3\xa9")];
+    let extra = [OsStr::new("--share"), OsStr::new(".")];
     let o = run_oneshot(
         &["--kernel", &kernel, "--rootfs", &rootfs],
         &extra,
         &argv,
         Stdin::Pipe(b"typed\n".to_vec()),
+        Some(&dir),
     );
     assert_eq!(o.code, Some(9), "{}", show(&o));
-    assert_eq!(
-        o.stdout,
-        b"a b\n\xc3\xa9|shared\nnew\nwhiteout\nopaque\nstdin: typed\n",
-        "{}",
-        show(&o)
-    );
+    let mut want = b"a b\n\xc3\xa9|".to_vec();
+    want.extend_from_slice(dir.canonicalize().unwrap().as_os_str().as_bytes());
+    want.extend_from_slice(b"\nshared\nnew\nwhiteout\nopaque\nstdin: typed\n");
+    assert_eq!(o.stdout, want, "{}", show(&o));
     assert!(
         std::fs::read(&rootfs).unwrap() == before,
         "{rootfs} changed on the host"
@@ -321,6 +325,7 @@ fn debian_stock_kernel_runs_a_command_with_its_virtio_modules_from_the_initramfs
         &[],
         &argv,
         Stdin::Null,
+        None,
     );
     assert_eq!(o.code, Some(3), "{}", show(&o));
     let out = String::from_utf8_lossy(&o.stdout);

@@ -13,6 +13,7 @@ use crate::config::devices::{
     Access, CacheMode, ConsoleMode, DiskConfig, DiskMode, InUse, NetConfig,
 };
 use crate::config::{Discovery, KernelSource, ReportSink, RunConfig};
+use crate::oneshot::share::Share;
 use crate::oneshot::{GuestRoot, HostKind, KernelLog, OneShot};
 
 /// Largest `--mem` flint accepts, in MiB (1 TiB).
@@ -156,7 +157,8 @@ pub struct RunArgs {
     /// (repeatable).
     #[arg(long, value_name = "KEY=VALUE", value_parser = clap::value_parser!(OsString))]
     pub env: Vec<OsString>,
-    /// One-shot guest: the directory the command runs in.
+    /// One-shot guest: the directory the command runs in (default: flint's
+    /// own working directory where a --share holds it, else /).
     #[arg(long, value_name = "DIR", value_parser = clap::value_parser!(OsString))]
     pub workdir: Option<OsString>,
     /// One-shot guest: a host directory the command sees read-only at
@@ -352,24 +354,29 @@ fn oneshot(args: &RunArgs) -> Result<Option<OneShot>, CliError> {
         None => GuestRoot::Initramfs,
     };
     let root_disks = usize::from(args.rootfs.is_some());
+    let shares: Vec<Share> = args
+        .share
+        .iter()
+        .map(|s| Share::parse(s))
+        .collect::<Result<_, _>>()
+        .map_err(CliError::Share)?;
+    let workdir = args.workdir.clone().or_else(|| {
+        let cwd = std::env::current_dir().ok()?;
+        crate::oneshot::share::guest_path(&shares, &cwd)
+    });
     if let Some(bad) = args.env.iter().find(|e| !e.as_bytes().contains(&b'=')) {
         return Err(CliError::Env(bad.clone()));
     }
     Ok(Some(OneShot {
         argv: args.command.clone(),
         env: args.env.clone(),
-        workdir: args.workdir.clone(),
+        workdir,
         kernel_log: if args.verbose {
             KernelLog::Stderr
         } else {
             KernelLog::Hidden
         },
-        shares: args
-            .share
-            .iter()
-            .map(|s| crate::oneshot::share::Share::parse(s))
-            .collect::<Result<_, _>>()
-            .map_err(CliError::Share)?,
+        shares,
         disks_before_shares: root_disks + args.disk.len() + args.passthrough.len(),
         root,
     }))

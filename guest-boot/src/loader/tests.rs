@@ -52,31 +52,32 @@ fn elf_virtual_entry_is_translated_through_its_segment() {
     assert_eq!(k.entry, GuestAddress(KERNEL_AT + 0x40));
 }
 
-#[test]
-fn elf_bss_is_zeroed_and_counts_towards_end() {
+/// Load an ELF whose segment has a 0x200-byte bss over a 0xff sentinel; the bss's bytes after
+/// loading, and the kernel's end.
+fn load_over_sentinel(ram: GuestRam) -> (Vec<u8>, GuestAddress) {
     let mem = guest_mem(64);
     mem.write_slice(&[0xff; 0x200], GuestAddress(KERNEL_AT + 0x100))
         .unwrap();
     let mut seg = Seg::identity(KERNEL_AT, code(0x100));
     seg.memsz = 0x300;
     let image = build_elf(KERNEL_AT, &[seg], &[]);
-    let k = load_kernel(&mem, &mut file_with(&image), GuestRam::Dirty).unwrap();
-    assert_eq!(read_mem(&mem, KERNEL_AT + 0x100, 0x200), vec![0; 0x200]);
-    assert_eq!(k.end, GuestAddress(KERNEL_AT + 0x300));
+    let k = load_kernel(&mem, &mut file_with(&image), ram).unwrap();
+    (read_mem(&mem, KERNEL_AT + 0x100, 0x200), k.end)
+}
+
+#[test]
+fn elf_bss_is_zeroed_and_counts_towards_end() {
+    let (bss, end) = load_over_sentinel(GuestRam::Dirty);
+    assert_eq!(bss, vec![0; 0x200]);
+    assert_eq!(end, GuestAddress(KERNEL_AT + 0x300));
 }
 
 #[test]
 fn elf_bss_is_not_written_when_ram_is_known_to_be_zero() {
-    let mem = guest_mem(64);
-    // A sentinel where the bss goes: fresh memory would read zero, so it shows any write.
-    mem.write_slice(&[0xff; 0x200], GuestAddress(KERNEL_AT + 0x100))
-        .unwrap();
-    let mut seg = Seg::identity(KERNEL_AT, code(0x100));
-    seg.memsz = 0x300;
-    let image = build_elf(KERNEL_AT, &[seg], &[]);
-    let k = load_kernel(&mem, &mut file_with(&image), GuestRam::Zeroed).unwrap();
-    assert_eq!(read_mem(&mem, KERNEL_AT + 0x100, 0x200), vec![0xff; 0x200]);
-    assert_eq!(k.end, GuestAddress(KERNEL_AT + 0x300));
+    // Fresh memory would read zero, so the sentinel shows any write.
+    let (bss, end) = load_over_sentinel(GuestRam::Zeroed);
+    assert_eq!(bss, vec![0xff; 0x200]);
+    assert_eq!(end, GuestAddress(KERNEL_AT + 0x300));
 }
 
 #[test]

@@ -209,10 +209,8 @@ mod tests {
     fn output_is_written_once_per_batch_not_once_per_byte() {
         let mut fds = [0; 2];
         // SAFETY: pipe2 writes two new descriptors into `fds`.
-        assert_eq!(
-            unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK) },
-            0
-        );
+        let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK) };
+        assert_eq!(rc, 0);
         // SAFETY: fds[1] stays open until the end of the test (leaked with the device).
         let out = unsafe { SerialOut::new(fds[1], Arc::default()) };
         let evt = EventFd::new(vmm_sys_util::eventfd::EFD_NONBLOCK).unwrap();

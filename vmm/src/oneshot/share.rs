@@ -32,25 +32,26 @@ pub enum ShareError {
 }
 
 impl Share {
-    /// Parse `HOST_DIR[:GUEST_PATH]`.
+    /// Parse `HOST_DIR[:GUEST_PATH]`; HOST_DIR must be a directory (a relative one is taken
+    /// from flint's working directory, and is where the guest sees it without GUEST_PATH).
     pub fn parse(spec: &std::ffi::OsStr) -> Result<Self, String> {
         let bytes = spec.as_bytes();
         let (host, guest) = match bytes.iter().position(|&b| b == b':') {
-            Some(i) => (&bytes[..i], &bytes[i + 1..]),
-            None => (bytes, bytes),
+            Some(i) => (&bytes[..i], Some(&bytes[i + 1..])),
+            None => (bytes, None),
         };
-        if host.is_empty() || !guest.starts_with(b"/") {
-            return Err(format!(
-                "--share {}: expected HOST_DIR[:/GUEST/PATH]",
-                spec.to_string_lossy()
-            ));
+        let named = |why: &str| format!("--share {}: {why}", spec.to_string_lossy());
+        if host.is_empty() || guest.is_some_and(|g| !g.starts_with(b"/")) {
+            return Err(named("expected HOST_DIR[:/GUEST/PATH]"));
         }
-        let host = PathBuf::from(std::ffi::OsStr::from_bytes(host));
-        let host = std::fs::canonicalize(&host).unwrap_or(host);
-        let guest = if bytes.contains(&b':') {
-            std::ffi::OsStr::from_bytes(guest).to_os_string()
-        } else {
-            host.clone().into_os_string()
+        let host = std::fs::canonicalize(std::ffi::OsStr::from_bytes(host))
+            .map_err(|e| named(&e.to_string()))?;
+        if !host.is_dir() {
+            return Err(named("not a directory"));
+        }
+        let guest = match guest {
+            Some(g) => std::ffi::OsStr::from_bytes(g).to_os_string(),
+            None => host.clone().into_os_string(),
         };
         Ok(Share { host, guest })
     }
@@ -111,6 +112,22 @@ impl Share {
     }
 }
 
+/// Where the guest sees host path `host` through `shares` (the deepest share holding it), if
+/// one does: a one-shot command without `--workdir` starts there when flint's own working
+/// directory is shared, which is what a test runner (`runner = "flint run ... --share . --"`)
+/// expects.
+pub fn guest_path(shares: &[Share], host: &Path) -> Option<OsString> {
+    let (share, rest) = shares
+        .iter()
+        .filter_map(|s| Some((s, host.strip_prefix(&s.host).ok()?)))
+        .max_by_key(|(s, _)| s.host.components().count())?;
+    let mut guest = PathBuf::from(&share.guest);
+    if !rest.as_os_str().is_empty() {
+        guest.push(rest);
+    }
+    Some(guest.into_os_string())
+}
+
 fn cache_dir() -> PathBuf {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
@@ -169,5 +186,24 @@ mod tests {
         let s = Share::parse(std::ffi::OsStr::new("/tmp:/data")).unwrap();
         assert_eq!(s.guest, OsString::from("/data"));
         assert!(Share::parse(std::ffi::OsStr::new("/tmp:rel")).is_err());
+        let e = Share::parse(std::ffi::OsStr::new("/nonexistent/dir")).unwrap_err();
+        assert!(e.starts_with("--share /nonexistent/dir: "), "{e}");
+        let e = Share::parse(std::ffi::OsStr::new("/proc/self/status")).unwrap_err();
+        assert!(e.ends_with("not a directory"), "{e}");
+    }
+
+    #[test]
+    fn a_shared_host_path_maps_through_the_deepest_share() {
+        let share = |host: &str, guest: &str| Share {
+            host: host.into(),
+            guest: guest.into(),
+        };
+        let shares = [share("/src", "/src"), share("/src/sub", "/data")];
+        let at = |p: &str| guest_path(&shares, Path::new(p));
+        assert_eq!(at("/src"), Some("/src".into()));
+        assert_eq!(at("/src/a/b"), Some("/src/a/b".into()));
+        assert_eq!(at("/src/sub/x"), Some("/data/x".into()));
+        assert_eq!(at("/srcfoo"), None);
+        assert_eq!(at("/elsewhere"), None);
     }
 }
