@@ -102,8 +102,16 @@ pub trait VirtioDevice: Send {
     fn read_config(&self, offset: u64, data: &mut [u8]);
 
     /// Write device configuration space at `offset`; read-only or
-    /// out-of-range bytes are ignored.
-    fn write_config(&mut self, offset: u64, data: &[u8]);
+    /// out-of-range bytes are ignored. The default ignores every write: no
+    /// field of flint's devices is writable (block offers no CONFIG_WCE, net's
+    /// mac is writable for legacy drivers only, console has none).
+    fn write_config(&mut self, offset: u64, data: &[u8]) {
+        log::debug!(
+            "virtio device type {}: ignored {}-byte config write at {offset:#x}",
+            self.device_type(),
+            data.len()
+        );
+    }
 
     /// A counter the device bumps whenever its configuration space changes
     /// on its own (not through `write_config`); the transport folds it into

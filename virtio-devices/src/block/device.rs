@@ -516,14 +516,6 @@ impl<B: BlockBackend> VirtioDevice for Block<B> {
         read_config_bytes(&self.config, offset, data);
     }
 
-    fn write_config(&mut self, offset: u64, data: &[u8]) {
-        // Only writeback is writable, and CONFIG_WCE is not offered.
-        debug!(
-            "virtio-blk: ignored {}-byte config write at {offset:#x}",
-            data.len()
-        );
-    }
-
     fn activate(
         &mut self,
         mem: GuestMemoryMmap,

@@ -157,13 +157,6 @@ impl<W: Write + Send> VirtioDevice for Console<W> {
         read_config_bytes(&CONFIG_SPACE, offset, data);
     }
 
-    fn write_config(&mut self, offset: u64, data: &[u8]) {
-        debug!(
-            "virtio-console: ignored {}-byte config write at {offset:#x}",
-            data.len()
-        );
-    }
-
     fn activate(
         &mut self,
         mem: GuestMemoryMmap,

@@ -340,14 +340,6 @@ impl<B: NetBackend> VirtioDevice for Net<B> {
         read_config_bytes(&self.config, offset, data);
     }
 
-    fn write_config(&mut self, offset: u64, data: &[u8]) {
-        // mac is writable only for legacy drivers; nothing else is.
-        debug!(
-            "virtio-net: ignored {}-byte config write at {offset:#x}",
-            data.len()
-        );
-    }
-
     fn activate(
         &mut self,
         mem: GuestMemoryMmap,
