@@ -129,15 +129,24 @@ pub const VCPU: &[Allow] = &[
     Call(SYS_madvise),
     // clock_gettime: boot-report stamps and clock samples where the vDSO cannot answer.
     Call(SYS_clock_gettime),
-    // The thread's end: its vCPU fd closes (the kvm_run area is unmapped),
-    // Rust removes its sigaltstack, glibc blocks signals, frees the stack
-    // (madvise, munmap) and exits.
+    // The thread's end (its vCPU fd closes, unmapping the kvm_run area) and its fatal
+    // paths: THREAD_END and FATAL, added by ThreadKind::allow_list.
+];
+
+/// The end of a vCPU or cpuid thread: a file descriptor may close (the vCPU's; for the cpuid
+/// thread, when the VM build failed meanwhile, the last reference to /dev/kvm; fcntl in debug
+/// builds), Rust removes its sigaltstack, glibc blocks signals, frees the stack (madvise,
+/// munmap, which the lists have for the allocator) and exits.
+pub const THREAD_END: &[Allow] = &[
     Call(SYS_close),
     ArgEq(SYS_fcntl, 1, F_GETFD as u32),
     Call(SYS_sigaltstack),
     Call(SYS_exit),
-    // Fatal paths, when a signal lands on this thread or it aborts (see
-    // EVENT_LOOP), and the panic hook: restoring the terminal mode.
+];
+
+/// Fatal paths of a vCPU or cpuid thread, when a signal lands on it or it aborts (see
+/// EVENT_LOOP), and the panic hook: restoring the terminal mode.
+pub const FATAL: &[Allow] = &[
     IoctlOn(STDIN_FILENO, TCSETS),
     IoctlOn(STDIN_FILENO, TCGETS),
     Call(SYS_rt_sigaction),
@@ -158,20 +167,5 @@ pub const CPUID: &[Allow] = &[
     Call(SYS_munmap),
     Call(SYS_madvise),
     Call(SYS_futex),
-    // The thread's end: when the VM build failed meanwhile, the last
-    // reference to /dev/kvm may go with it (close, fcntl in debug builds);
-    // then as for a vCPU thread.
-    Call(SYS_close),
-    ArgEq(SYS_fcntl, 1, F_GETFD as u32),
-    Call(SYS_sigaltstack),
-    Call(SYS_exit),
-    // Fatal paths (see EVENT_LOOP).
-    IoctlOn(STDIN_FILENO, TCSETS),
-    IoctlOn(STDIN_FILENO, TCGETS),
-    Call(SYS_rt_sigaction),
-    Call(SYS_rt_sigprocmask),
-    Call(SYS_rt_sigreturn),
-    Call(SYS_getpid),
-    Call(SYS_gettid),
-    Call(SYS_tgkill),
+    // Then THREAD_END and FATAL, as for a vCPU thread.
 ];

@@ -78,11 +78,11 @@ impl ThreadKind {
     pub const ALL: [ThreadKind; 3] = [ThreadKind::EventLoop, ThreadKind::Vcpu, ThreadKind::Cpuid];
 
     /// The kind's allow-list.
-    pub fn allow_list(self) -> &'static [Allow] {
+    pub fn allow_list(self) -> Vec<Allow> {
         match self {
-            ThreadKind::EventLoop => filters::EVENT_LOOP,
-            ThreadKind::Vcpu => filters::VCPU,
-            ThreadKind::Cpuid => filters::CPUID,
+            ThreadKind::EventLoop => filters::EVENT_LOOP.to_vec(),
+            ThreadKind::Vcpu => [filters::VCPU, filters::THREAD_END, filters::FATAL].concat(),
+            ThreadKind::Cpuid => [filters::CPUID, filters::THREAD_END, filters::FATAL].concat(),
         }
     }
 
@@ -142,7 +142,7 @@ impl Filter {
             }
         };
         let compile = || -> Result<BpfProgram, seccompiler::BackendError> {
-            let rules = rules::rule_map(kind.allow_list());
+            let rules = rules::rule_map(&kind.allow_list());
             let filter =
                 SeccompFilter::new(rules, mismatch, SeccompAction::Allow, TargetArch::x86_64)?;
             filter.try_into()
