@@ -113,6 +113,11 @@ fn mount_filesystems() {
             }
         }
     }
+    // Commands expect a /tmp; a user's root image may not have one.
+    if std::fs::create_dir("/tmp").is_ok() {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions("/tmp", std::fs::Permissions::from_mode(0o1777));
+    }
 }
 
 /// Mount each `--share` (pairs of device node and mount point) read-only.

@@ -14,9 +14,11 @@ pub fn is_read_only() -> bool {
     }
 }
 
-/// Make `/` writable without writing the image: a tmpfs on `/flint` holds an overlay's upper
-/// and work directories, the overlay of `/` under it is mounted on `/flint/root` and becomes
-/// the root (as switch_root does: move it onto `/`, chroot). Everything the command writes
+/// Make `/` writable without writing the image: a tmpfs holds an overlay's upper and work
+/// directories, the overlay of `/` is mounted beside them and becomes the root (as switch_root
+/// does: move it onto `/`, chroot). The tmpfs borrows `/dev`, the one directory every root
+/// image has, before devtmpfs takes it (in the new root), so that a user's own image needs
+/// nothing of flint's but `/init`. Everything the command writes
 /// stays in guest RAM and is gone at exit. On failure `/` stays read-only, with a tmpfs on
 /// `/tmp` so that the command still has somewhere to write.
 pub fn overlay() {
@@ -26,19 +28,18 @@ pub fn overlay() {
     }
 }
 
+/// Where the overlay's tmpfs is mounted while the root is switched.
+const SCRATCH: &str = "/dev";
+
 fn try_overlay() -> Result<(), String> {
-    mount("tmpfs", "/flint", "tmpfs", 0, "mode=0755")?;
-    for dir in ["/flint/upper", "/flint/work", "/flint/root"] {
-        std::fs::create_dir(dir).map_err(|e| format!("mkdir {dir}: {e}"))?;
+    mount("tmpfs", SCRATCH, "tmpfs", 0, "mode=0755")?;
+    for dir in ["upper", "work", "root"] {
+        let dir = format!("{SCRATCH}/{dir}");
+        std::fs::create_dir(&dir).map_err(|e| format!("mkdir {dir}: {e}"))?;
     }
-    mount(
-        "overlay",
-        "/flint/root",
-        "overlay",
-        0,
-        "lowerdir=/,upperdir=/flint/upper,workdir=/flint/work",
-    )?;
-    std::env::set_current_dir("/flint/root").map_err(|e| format!("chdir: {e}"))?;
+    let layers = format!("lowerdir=/,upperdir={SCRATCH}/upper,workdir={SCRATCH}/work");
+    mount("overlay", &format!("{SCRATCH}/root"), "overlay", 0, &layers)?;
+    std::env::set_current_dir(format!("{SCRATCH}/root")).map_err(|e| format!("chdir: {e}"))?;
     mount_raw(c".", c"/", None, libc::MS_MOVE, None).map_err(|e| format!("move to /: {e}"))?;
     // SAFETY: chroot(2) and chdir(2) with valid C strings.
     unsafe {
