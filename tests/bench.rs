@@ -316,6 +316,16 @@ fn a_missing_qemu_binary_is_an_error_naming_it() {
 }
 
 #[test]
+fn a_one_shot_command_with_a_peer_is_refused_by_name() {
+    let out = bench(&["--kernel", "/k", "--against", "qemu", "--", "true"]);
+    assert_eq!(out.code, Some(125), "{out}");
+    assert!(
+        out.stderr.contains("cannot run a one-shot command"),
+        "{out}"
+    );
+}
+
+#[test]
 fn against_qemu_interleaves_and_prints_the_ratio() {
     require_kvm();
     let Some(qemu) = std::env::var_os("PATH").and_then(|p| {

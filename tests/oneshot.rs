@@ -336,6 +336,58 @@ fn debian_stock_kernel_runs_a_command_with_its_virtio_modules_from_the_initramfs
 }
 
 #[test]
+fn bench_times_a_one_shot_linux_boot_to_its_marker_and_the_commands_exit() {
+    let Some((kernel, initrd)) = images() else {
+        return;
+    };
+    require_kvm();
+    let json = scratch("oneshot-bench").join("b.json");
+    let out = Command::new(flint_bin())
+        .args([
+            "bench", "--kernel", &kernel, "--initrd", &initrd, "--mem", "256",
+        ])
+        .args([
+            "--runs",
+            "1",
+            "--warmup",
+            "0",
+            "--qemu",
+            "none",
+            "--workload",
+            "0",
+        ])
+        .args(["--console-kib", "0", "--blk-mib", "0", "--net-flood", "0"])
+        .args(["--clock-seconds", "0", "--json"])
+        .arg(&json)
+        .args(["--", "sh", "-c", "exit 0"])
+        .output()
+        .expect("run flint bench");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc = vmm::bench::json::Json::parse(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let meta = doc.get("metadata").expect("metadata");
+    assert_eq!(
+        meta.get("failures").and_then(|f| f.as_f64()),
+        Some(0.0),
+        "{text}"
+    );
+    for phase in ["kernel_boot", "guest_run"] {
+        let samples = doc
+            .get("phases")
+            .and_then(|p| p.get(phase))
+            .and_then(|p| p.get("samples"))
+            .map(vmm::bench::json::Json::numbers)
+            .unwrap_or_default();
+        assert_eq!(samples.len(), 1, "{phase}: {text}");
+        assert!(samples[0] > 0.0, "{phase}: {text}");
+    }
+}
+
+#[test]
 fn command_without_images_or_options_without_command_are_errors() {
     let out = flint_run(&["--", "true"]);
     assert_eq!(out.code, Some(125), "{out}");

@@ -66,8 +66,10 @@ pub struct EventLoop<'a> {
 
 impl<'a> EventLoop<'a> {
     /// A loop for `control`'s VM feeding stdin to `input`; `tick`, when
-    /// given, runs after every wake-up and at least every [`TICK_MS`] (it
-    /// replays coalesced UART writes, bounding their latency).
+    /// given, runs on every wake-up before the events are served, and at
+    /// least every [`TICK_MS`] (it replays coalesced UART writes, bounding
+    /// their latency and keeping them ahead of the queue output they
+    /// preceded).
     pub fn new(
         control: &'a VmControl,
         input: &'a InputRouter,
@@ -130,11 +132,13 @@ impl<'a> EventLoop<'a> {
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => 0,
                 Err(e) => return Err(EventLoopError(e)),
             };
-            for ev in &events[..n] {
-                self.dispatch(ev.data());
-            }
+            // Before the events: UART bytes the guest wrote (coalesced) before it notified a
+            // queue must reach stdout before what the queue carries.
             if let Some(tick) = self.tick {
                 tick();
+            }
+            for ev in &events[..n] {
+                self.dispatch(ev.data());
             }
             self.feed_input();
         }
@@ -237,4 +241,51 @@ fn ms_until(deadline: Instant) -> i32 {
     let left = deadline.saturating_duration_since(Instant::now());
     // Round up so the loop does not spin on a sub-millisecond remainder.
     left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    use std::sync::Arc;
+
+    use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+    use super::*;
+
+    #[test]
+    fn the_tick_runs_before_the_events_that_woke_the_loop() {
+        let control = Arc::new(VmControl::new(Arc::default()).unwrap());
+        let input = InputRouter {
+            serial: None,
+            console: None,
+            framing: StdinFraming::Raw,
+        };
+        let order = Rc::new(RefCell::new(Vec::new()));
+        let evt = Arc::new(EventFd::new(EFD_NONBLOCK).unwrap());
+        evt.write(1).unwrap();
+        let source = {
+            let (order, evt, control) = (order.clone(), evt.clone(), control.clone());
+            EventSource {
+                fd: evt.as_raw_fd(),
+                edge_triggered: false,
+                on_ready: Box::new(move || {
+                    let _ = evt.read();
+                    order.borrow_mut().push("event");
+                    control.request_stop(VmOutcome::PowerOff);
+                }),
+            }
+        };
+        let tick_order = order.clone();
+        let tick = move || tick_order.borrow_mut().push("tick");
+        let mut event_loop = EventLoop::new(&control, &input, Some(&tick), vec![source]).unwrap();
+        let outcome = event_loop.run(None).unwrap();
+        assert_eq!(outcome, VmOutcome::PowerOff);
+        let order = order.borrow();
+        let first_event = order.iter().position(|&o| o == "event").unwrap();
+        assert!(
+            first_event > 0 && order[first_event - 1] == "tick",
+            "{order:?}"
+        );
+    }
 }

@@ -15,6 +15,9 @@ pub struct BenchArgs {
     /// Initial ramdisk, as `flint run --initrd`.
     #[arg(long, value_name = "PATH")]
     pub initrd: Option<PathBuf>,
+    /// One-shot root image, as `flint run --rootfs` (needs `-- CMD`).
+    #[arg(long, value_name = "IMG", requires = "command")]
+    pub rootfs: Option<PathBuf>,
     /// Kernel command line, appended to flint's defaults (QEMU and
     /// Firecracker get the defaults and this too).
     #[arg(long, value_name = "STRING", default_value = "")]
@@ -102,6 +105,11 @@ pub struct BenchArgs {
     /// 1 and 32; needs root; 0 (the default) skips it.
     #[arg(long, value_name = "MiB", default_value_t = 0)]
     pub disk_mib: u64,
+    /// One-shot command each flint run executes (`flint run ... -- CMD`):
+    /// times a Linux boot to flint-init's boot-complete marker and the
+    /// command's exit. flint only: QEMU and Firecracker cannot run it.
+    #[arg(last = true, value_name = "CMD", value_parser = clap::value_parser!(std::ffi::OsString))]
+    pub command: Vec<std::ffi::OsString>,
 }
 
 /// A monitor to run beside flint (`--against`).
@@ -134,6 +142,10 @@ pub struct GuestSpec {
     pub kernel_name: String,
     /// Optional initrd.
     pub initrd: Option<PathBuf>,
+    /// Optional one-shot root image (flint only).
+    pub rootfs: Option<PathBuf>,
+    /// Optional one-shot command (flint only).
+    pub command: Vec<std::ffi::OsString>,
     /// The user's part of the command line.
     pub cmdline: String,
     /// Guest RAM in MiB.
@@ -143,6 +155,11 @@ pub struct GuestSpec {
 }
 
 impl GuestSpec {
+    /// Whether the guest runs a one-shot command, which only flint can hand over.
+    pub fn is_oneshot(&self) -> bool {
+        !self.command.is_empty()
+    }
+
     /// The whole command line a peer gets: flint's defaults, then the user's.
     pub fn full_cmdline(&self) -> String {
         let defaults = crate::cli::default_cmdline();

@@ -204,6 +204,9 @@ pub fn flint_binary_cmd(
     if let Some(i) = &g.initrd {
         cmd.extend(["--initrd".into(), i.into()]);
     }
+    if let Some(r) = &g.rootfs {
+        cmd.extend(["--rootfs".into(), r.into()]);
+    }
     for (opt, val) in [
         ("--cmdline", g.cmdline.clone()),
         ("--mem", g.mem.to_string()),
@@ -216,6 +219,10 @@ pub fn flint_binary_cmd(
     }
     if debug_delay_ms > 0 {
         cmd.extend(["--debug-delay-ms".into(), debug_delay_ms.to_string().into()]);
+    }
+    if g.is_oneshot() {
+        cmd.push("--".into());
+        cmd.extend(g.command.iter().cloned());
     }
     cmd
 }
@@ -364,6 +371,8 @@ mod tests {
             kernel: "/k/vmlinux".into(),
             kernel_name: "/k/vmlinux".into(),
             initrd: Some("/k/initrd".into()),
+            rootfs: None,
+            command: Vec::new(),
             cmdline: "quiet".into(),
             mem: 256,
             vcpus: 2,
@@ -398,6 +407,21 @@ mod tests {
         let cmd = text(&flint_cmd(&spec(), Some(Path::new("/r.json")), 20).unwrap());
         assert!(
             cmd.ends_with("run --kernel /k/vmlinux --initrd /k/initrd --cmdline quiet --mem 256 --vcpus 2 --boot-report /r.json --debug-delay-ms 20"),
+            "{cmd}"
+        );
+    }
+
+    #[test]
+    fn a_one_shot_guest_gets_its_root_image_and_command_last() {
+        let g = GuestSpec {
+            initrd: None,
+            rootfs: Some("/k/rootfs.ext4".into()),
+            command: vec!["sh".into(), "-c".into(), "exit 0".into()],
+            ..spec()
+        };
+        let cmd = text(&flint_cmd(&g, None, 0).unwrap());
+        assert!(
+            cmd.ends_with("run --kernel /k/vmlinux --rootfs /k/rootfs.ext4 --cmdline quiet --mem 256 --vcpus 2 -- sh -c exit 0"),
             "{cmd}"
         );
     }

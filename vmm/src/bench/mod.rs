@@ -224,6 +224,8 @@ fn guest_spec(args: &BenchArgs, probe: &Path) -> GuestSpec {
         kernel,
         kernel_name,
         initrd: args.initrd.clone(),
+        rootfs: args.rootfs.clone(),
+        command: args.command.clone(),
         cmdline: args.cmdline.clone(),
         mem: args.mem,
         vcpus: args.vcpus,
@@ -291,6 +293,17 @@ fn peers(
     dir: &Path,
 ) -> Result<Vec<Contestant>, String> {
     let mut out = Vec::new();
+    if g.is_oneshot() {
+        if !args.against.is_empty() {
+            return Err(
+                "--against: QEMU and Firecracker cannot run a one-shot command \
+                        (-- CMD hands it over through flint's own protocol); drop -- CMD \
+                        to compare plain boots"
+                    .into(),
+            );
+        }
+        return Ok(out);
+    }
     if args.against.is_empty() {
         if let Some(q) = launch::qemu_binary(args.qemu.as_deref()) {
             out.push(Contestant::new(
