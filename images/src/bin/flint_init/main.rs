@@ -19,8 +19,9 @@
 //! a 4-byte little-endian length and the bytes, a zero length meaning end of file); hvc1 its
 //! stderr. Both are put in raw mode, so bytes pass unchanged.
 //!
-//! Port I/O goes through /dev/port: user-mode `in`/`out` needs ioperm, and on hosts where the
-//! guest kernel is emulated (nested KVM through PVM) a user-mode `out` faults even then.
+//! Port I/O goes through /dev/port: on hosts where the guest kernel is emulated (nested KVM
+//! through PVM) a user-mode `out` faults even after ioperm. Kernels without /dev/port (Debian's
+//! stock kernel) get `out` after ioperm, which works where guest kernels run on VT-x/AMD-V.
 
 /// A message for the kernel log (`/dev/kmsg`, which `flint run --verbose` shows; stderr before
 /// devtmpfs is mounted). Errors are ignored: PID 1 must not die of a message, as `eprintln!`
@@ -56,10 +57,10 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 
 /// flint's boot-complete port and the value that marks it.
-const BOOT_COMPLETE_PORT: u64 = 0x3f0;
+const BOOT_COMPLETE_PORT: u16 = 0x3f0;
 const BOOT_COMPLETE: u8 = 123;
 /// flint's exit port: the byte written is the VM's exit status.
-const EXIT_PORT: u64 = 0xf4;
+const EXIT_PORT: u16 = 0xf4;
 /// Status when init itself cannot run the command (as a shell's "not found").
 const STATUS_NOT_RUN: u8 = 127;
 /// PATH and HOME the command starts with, before `/flint/env`.
@@ -147,14 +148,30 @@ pub(crate) fn wait_for(dev: &str) {
     }
 }
 
-/// Write `value` to I/O port `port` through /dev/port.
-fn outb(port: u64, value: u8) {
-    let result = OpenOptions::new()
-        .write(true)
-        .open("/dev/port")
-        .and_then(|f| f.write_all_at(&[value], port));
-    if let Err(e) = result {
-        say!("/dev/port {port:#x}: {e}");
+/// Write `value` to I/O port `port`: through /dev/port where the kernel has it (flint's own
+/// kernel: where the guest kernel is emulated a user-mode `out` faults even after ioperm), else
+/// with `out` after ioperm(2) (Debian's stock kernel is built without /dev/port).
+fn outb(port: u16, value: u8) {
+    match OpenOptions::new().write(true).open("/dev/port") {
+        Ok(dev) => {
+            if let Err(e) = dev.write_all_at(&[value], port.into()) {
+                say!("/dev/port {port:#x}: {e}");
+            }
+        }
+        Err(_) => out_instruction(port, value),
+    }
+}
+
+fn out_instruction(port: u16, value: u8) {
+    // SAFETY: ioperm(2) only changes this process's I/O permission bitmap.
+    if unsafe { libc::ioperm(port.into(), 1, 1) } != 0 {
+        say!("ioperm {port:#x}: {}", std::io::Error::last_os_error());
+        return;
+    }
+    // SAFETY: ioperm granted this port; `out` touches no memory and no flags.
+    unsafe {
+        std::arch::asm!("out dx, al", in("dx") port, in("al") value,
+            options(nomem, nostack, preserves_flags));
     }
 }
 
