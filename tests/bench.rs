@@ -333,7 +333,7 @@ fn against_qemu_interleaves_and_prints_the_ratio() {
             .map(|d| d.join("qemu-system-x86_64"))
             .find(|q| q.is_file())
     }) else {
-        eprintln!("qemu-system-x86_64 is not installed: only the error path is tested");
+        skip("qemu-system-x86_64 is not installed: only the error path is tested");
         return;
     };
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());

@@ -27,19 +27,13 @@ fn images() -> Option<(String, String)> {
     match (get("FLINT_ONESHOT_KERNEL"), get("FLINT_ONESHOT_INITRD")) {
         (Some(k), Some(i)) => Some((k, i)),
         _ => {
-            eprintln!(
-                "SKIPPED: FLINT_ONESHOT_KERNEL / FLINT_ONESHOT_INITRD not set: run \
-                 images/linux/build-kernel.sh and images/build-initramfs.sh (tests/run does)"
+            skip(
+                "FLINT_ONESHOT_KERNEL / FLINT_ONESHOT_INITRD not set: run \
+                 images/linux/build-kernel.sh and images/build-initramfs.sh (tests/run does)",
             );
             None
         }
     }
-}
-
-fn hardware_virtualization() -> bool {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .map(|c| c.split_whitespace().any(|w| w == "vmx" || w == "svm"))
-        .unwrap_or(false)
 }
 
 struct Output {
@@ -251,9 +245,7 @@ fn a_root_image_boots_under_a_ram_overlay_and_is_never_written() {
         .ok()
         .filter(|v| !v.is_empty())
     else {
-        eprintln!(
-            "SKIPPED: FLINT_ONESHOT_ROOTFS not set: run images/build-rootfs.sh (tests/run does)"
-        );
+        skip("FLINT_ONESHOT_ROOTFS not set: run images/build-rootfs.sh (tests/run does)");
         return;
     };
     require_kvm();
@@ -300,17 +292,17 @@ fn debian_stock_kernel_runs_a_command_with_its_virtio_modules_from_the_initramfs
     let get = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
     let (Some(kernel), Some(initrd)) = (get("FLINT_STOCK_KERNEL"), get("FLINT_STOCK_INITRD"))
     else {
-        eprintln!(
-            "SKIPPED: FLINT_STOCK_KERNEL / FLINT_STOCK_INITRD not set: run \
+        skip(
+            "FLINT_STOCK_KERNEL / FLINT_STOCK_INITRD not set: run \
              images/linux/fetch-debian-kernel.sh and images/build-initramfs.sh --modules \
-             (tests/run does)"
+             (tests/run does)",
         );
         return;
     };
     if !hardware_virtualization() {
-        eprintln!(
-            "SKIPPED: no vmx/svm in /proc/cpuinfo: where the guest kernel is emulated, Debian's \
-             stock kernel stops at its first system call (images/README.md, patch 0002)"
+        skip(
+            "no vmx/svm in /proc/cpuinfo: where the guest kernel is emulated, Debian's \
+             stock kernel stops at its first system call (images/README.md, patch 0002)",
         );
         return;
     }
