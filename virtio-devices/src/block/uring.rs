@@ -303,6 +303,12 @@ impl UringEngine {
         }
     }
 
+    /// Whether finished requests wait to be reaped: requests served from the page cache often
+    /// complete inside the submitting io_uring_enter.
+    pub(super) fn has_completions(&mut self) -> bool {
+        !self.orphans.is_empty() || !self.ring.completion().is_empty()
+    }
+
     /// Clear the eventfd and pass every finished request to `done`.
     pub(super) fn reap(&mut self, mut done: impl FnMut(Completion)) {
         let _ = self.eventfd.read();
