@@ -400,7 +400,11 @@ impl<B: BlockBackend> Block<B> {
         const INLINE_ROUNDS: usize = 4;
         for _ in 0..INLINE_ROUNDS {
             self.serve_available()?;
-            if !self.engine.as_mut().is_some_and(UringEngine::has_completions) {
+            if !self
+                .engine
+                .as_mut()
+                .is_some_and(UringEngine::has_completions)
+            {
                 break;
             }
             self.reap()?;
