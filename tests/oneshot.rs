@@ -5,10 +5,12 @@
 //! apart, stdin from a pipe and from a file, a kernel panic (123), --timeout, and the option
 //! errors; then the same kernel from the ext4 root image (`--rootfs`, images/build-rootfs.sh),
 //! and Debian's stock kernel with its virtio modules in the initramfs (hosts with VT-x/AMD-V
-//! only: where the guest kernel is emulated the stock kernel cannot make a system call).
+//! only: where the guest kernel is emulated the stock kernel cannot make a system call), and a
+//! Debian minbase root image whose only addition is flint-init (images/build-debian-rootfs.sh).
 //!
 //! tests/run builds the images (cached) and passes their paths in FLINT_ONESHOT_KERNEL,
-//! FLINT_ONESHOT_INITRD, FLINT_ONESHOT_ROOTFS, FLINT_STOCK_KERNEL and FLINT_STOCK_INITRD.
+//! FLINT_ONESHOT_INITRD, FLINT_ONESHOT_ROOTFS, FLINT_DEBIAN_ROOTFS, FLINT_STOCK_KERNEL and
+//! FLINT_STOCK_INITRD.
 //! Where the guest kernel is emulated (nested PVM) a boot takes ~30 s; with VT-x/AMD-V,
 //! boot-complete must come within 2 s.
 
@@ -327,6 +329,41 @@ fn debian_stock_kernel_runs_a_command_with_its_virtio_modules_from_the_initramfs
     for driver in ["virtio_blk", "virtio_console", "virtio_net"] {
         assert!(out.contains(driver), "{driver} not loaded:\n{}", show(&o));
     }
+}
+
+#[test]
+fn a_debian_root_image_runs_its_own_userland_with_flint_init_as_its_only_addition() {
+    let Some((kernel, _)) = images() else {
+        return;
+    };
+    let Some(rootfs) = std::env::var("FLINT_DEBIAN_ROOTFS")
+        .ok()
+        .filter(|v| !v.is_empty())
+    else {
+        skip("FLINT_DEBIAN_ROOTFS not set: run images/build-debian-rootfs.sh (tests/run does)");
+        return;
+    };
+    require_kvm();
+    // Debian's dash, dpkg-query and coreutils: dynamically linked against the image's glibc.
+    let script = OsStr::new(
+        ". /etc/os-release; echo \"$ID\"; dpkg-query -W -f='${Package}\\n' libc6 coreutils; \
+         echo written > /var/tmp/x && cat /var/tmp/x; exit 4",
+    );
+    let argv = [OsStr::new("sh"), OsStr::new("-c"), script];
+    let o = run_oneshot(
+        &["--kernel", &kernel, "--rootfs", &rootfs],
+        &[],
+        &argv,
+        Stdin::Null,
+        None,
+    );
+    assert_eq!(o.code, Some(4), "{}", show(&o));
+    assert_eq!(
+        o.stdout,
+        b"debian\ncoreutils\nlibc6\nwritten\n",
+        "{}",
+        show(&o)
+    );
 }
 
 /// What can be checked of the stock-kernel initramfs on any host: it holds the virtio modules
