@@ -329,6 +329,15 @@ mod tests {
     }
 
     #[test]
+    fn toml_rootfs_is_relative_to_the_file() {
+        let f = toml("kernel = \"vmlinux\"\nrootfs = \"images/rootfs.ext4\"\n")
+            .ok()
+            .unwrap();
+        assert_eq!(f.rootfs, Some(PathBuf::from("/cfg/images/rootfs.ext4")));
+        assert_eq!(f.initrd, None);
+    }
+
+    #[test]
     fn toml_mistakes_name_the_key() {
         let unknown = message(toml("memory = 5\n").err().unwrap());
         assert!(unknown.contains("memory"), "{unknown}");
