@@ -18,9 +18,9 @@ pub fn is_read_only() -> bool {
 /// directories, the overlay of `/` is mounted beside them and becomes the root (as switch_root
 /// does: move it onto `/`, chroot). The tmpfs borrows `/dev`, the one directory every root
 /// image has, before devtmpfs takes it (in the new root), so that a user's own image needs
-/// nothing of flint's but `/init`. Everything the command writes
-/// stays in guest RAM and is gone at exit. On failure `/` stays read-only, with a tmpfs on
-/// `/tmp` so that the command still has somewhere to write.
+/// nothing of flint's but `/init`. Everything the command writes stays in guest RAM and is
+/// gone at exit. On failure `/` stays read-only, with a tmpfs on `/tmp` so that the command
+/// still has somewhere to write.
 pub fn overlay() {
     if let Err(e) = try_overlay() {
         say!("no writable overlay on the read-only root ({e}); / stays read-only");
