@@ -40,19 +40,21 @@ impl Request {
         };
         crate::wait_for(dev);
         match std::fs::read(dev) {
-            Ok(bytes) => {
-                let entries = cpio_entries(&bytes);
-                let get = |name: &str| {
-                    let path = format!("flint/{name}");
-                    entries
-                        .iter()
-                        .find(|(n, _)| *n == path.as_bytes())
-                        .map(|(_, d)| d.to_vec())
-                };
-                (Self::from_files(get), Source::Disk(dev.to_string()))
-            }
+            Ok(bytes) => (Self::from_archive(&bytes), Source::Disk(dev.to_string())),
             Err(e) => (Self::default(), Source::Missing(format!("{dev}: {e}"))),
         }
+    }
+
+    /// The request in a cpio archive whose entries are named `flint/argv` and so on.
+    fn from_archive(archive: &[u8]) -> Self {
+        let entries = cpio_entries(archive);
+        Self::from_files(|name| {
+            let path = format!("flint/{name}");
+            entries
+                .iter()
+                .find(|(n, _)| *n == path.as_bytes())
+                .map(|(_, d)| d.to_vec())
+        })
     }
 
     fn from_files(get: impl Fn(&str) -> Option<Vec<u8>>) -> Self {
@@ -138,16 +140,8 @@ mod tests {
         a.extend(entry("TRAILER!!!", b""));
         a.extend(entry("flint/env", b"AFTER=trailer\0"));
         a.resize(a.len().next_multiple_of(512), 0);
-        let entries = cpio_entries(&a);
-        assert_eq!(entries.len(), 2);
-        let get = |name: &str| {
-            let path = format!("flint/{name}");
-            entries
-                .iter()
-                .find(|(n, _)| *n == path.as_bytes())
-                .map(|(_, d)| d.to_vec())
-        };
-        let req = Request::from_files(get);
+        assert_eq!(cpio_entries(&a).len(), 2);
+        let req = Request::from_archive(&a);
         assert_eq!(req.argv.len(), 3);
         assert_eq!(req.argv[2].as_bytes(), b"echo \xff");
         assert_eq!(req.workdir, Some(OsString::from("/tmp")));
