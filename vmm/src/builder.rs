@@ -3,7 +3,6 @@
 
 use std::fs::File;
 use std::io::Write as _;
-use std::os::fd::FromRawFd;
 use std::path::Path;
 use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -274,13 +273,7 @@ fn open_sized(path: &Path) -> std::io::Result<(File, u64)> {
 
 /// The embedded probe as a file (an anonymous memfd), so it loads like any kernel.
 fn embedded_probe() -> std::io::Result<File> {
-    // SAFETY: the name is a valid NUL-terminated string; flags are valid.
-    let fd = unsafe { libc::memfd_create(c"flint-probe".as_ptr(), libc::MFD_CLOEXEC) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: memfd_create returned a new descriptor that nothing else owns.
-    let mut file = unsafe { File::from_raw_fd(fd) };
+    let mut file = crate::memfd::create(c"flint-probe")?;
     file.write_all(crate::probe::PROBE_ELF)?;
     Ok(file)
 }

@@ -21,6 +21,7 @@ pub mod event_loop;
 pub mod exit;
 pub mod kvm;
 pub mod logger;
+pub mod memfd;
 pub mod mmio_bus;
 pub mod oneshot;
 pub mod passthrough;

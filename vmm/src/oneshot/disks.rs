@@ -5,7 +5,7 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::{FromRawFd, IntoRawFd};
+use std::os::fd::IntoRawFd;
 use std::path::PathBuf;
 
 use super::share::ShareError;
@@ -85,13 +85,7 @@ fn check_rootfs(path: &std::path::Path) -> Result<(), OneShotDiskError> {
 /// `archive` (already a multiple of 512 bytes) in a memory file that stays open for the life
 /// of the process, and the path the disk opens it by.
 fn command_disk(archive: &[u8]) -> std::io::Result<PathBuf> {
-    // SAFETY: the name is a valid NUL-terminated string; flags are valid.
-    let fd = unsafe { libc::memfd_create(c"flint-command".as_ptr(), libc::MFD_CLOEXEC) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: memfd_create returned a new descriptor that nothing else owns.
-    let mut file = unsafe { File::from_raw_fd(fd) };
+    let mut file = crate::memfd::create(c"flint-command")?;
     file.write_all(archive)?;
     // The disk reopens it by path when the VM is built; one descriptor for the life of a
     // one-shot process is the price of not threading an open file through RunConfig.

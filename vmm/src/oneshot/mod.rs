@@ -24,7 +24,6 @@ pub mod share;
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
-use std::os::fd::FromRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -184,13 +183,7 @@ pub fn initrd_with_command(path: &Path, oneshot: &OneShot) -> std::io::Result<(F
             "is a directory",
         ));
     }
-    // SAFETY: the name is a valid NUL-terminated string; flags are valid.
-    let fd = unsafe { libc::memfd_create(c"flint-initrd".as_ptr(), libc::MFD_CLOEXEC) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: memfd_create returned a new descriptor that nothing else owns.
-    let mut file = unsafe { File::from_raw_fd(fd) };
+    let mut file = crate::memfd::create(c"flint-initrd")?;
     let len = std::io::copy(&mut original, &mut file)?;
     let padded = len.next_multiple_of(512);
     file.write_all(&vec![0; (padded - len) as usize])?;
