@@ -11,18 +11,13 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-repo=$(cd "$here/.." && pwd)
 # shellcheck source=images/root-tree.sh
 . "$here/root-tree.sh"
 out=${1:-$here/out/debian.ext4}
 suite=${FLINT_DEBIAN_SUITE:-bookworm}
 
 root_tree_need mmdebstrap e2fsprogs
-init=${FLINT_INIT:-}
-if [ -z "$init" ]; then
-    (cd "$repo" && cargo build -q --profile init -p images --bin flint-init)
-    init=${CARGO_TARGET_DIR:-$repo/target}/x86_64-unknown-linux-gnu/init/flint-init
-fi
+init=$(flint_init_binary)
 key="$suite $(sha256sum "$init" | cut -d' ' -f1)"
 if [ -f "$out" ] && [ "$(cat "$out.key" 2>/dev/null)" = "$key" ]; then
     echo "build-debian-rootfs.sh: $out up to date"

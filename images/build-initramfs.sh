@@ -27,6 +27,5 @@ stage=$(mktemp -d)
 trap 'rm -rf "$stage" "$stage.cpio"' EXIT
 stage_root_tree "$stage" "$modules"
 mkdir -p "$(dirname "$out")"
-(cd "$stage" && find . -mindepth 1 | LC_ALL=C sort \
-    | cpio --quiet -o -H newc --owner=0:0 --reproducible) > "$stage.cpio"
+pack_tree "$stage" > "$stage.cpio"
 replace_if_changed "$stage.cpio" "$out"

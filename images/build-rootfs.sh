@@ -20,8 +20,7 @@ root_tree_need busybox-static e2fsprogs cpio
 stage=$(mktemp -d)
 trap 'rm -rf "$stage" "$stage.ext4"' EXIT
 stage_root_tree "$stage"
-key=$( (cd "$stage" && find . -mindepth 1 | LC_ALL=C sort \
-    | cpio --quiet -o -H newc --owner=0:0 --reproducible) | sha256sum | cut -d' ' -f1)
+key=$(pack_tree "$stage" | sha256sum | cut -d' ' -f1)
 if [ -f "$out" ] && [ "$(cat "$out.tree-sha256" 2>/dev/null)" = "$key" ]; then
     echo "build-rootfs.sh: $out up to date ($(stat -c %s "$out") bytes)"
     exit 0

@@ -1,13 +1,13 @@
-# root-tree.sh — sourced by build-initramfs.sh and build-rootfs.sh: the file tree of a one-shot
-# guest's root, the same in both images.
+# root-tree.sh — sourced by build-initramfs.sh, build-rootfs.sh and build-debian-rootfs.sh:
+# flint-init, and the file tree of a one-shot guest's root, the same in the first two images.
 #   /init            flint-init (images/src/bin/flint_init/), static, stripped
 #   /bin/busybox     Debian's busybox-static, with a symlink per applet in /bin
 #   /dev/console     the console node the kernel opens for init (needs root to create)
 #   /dev /proc /sys /tmp /root /flint /etc   empty directories
 #   /lib/modules/    with --modules DIR only: DIR's *.ko files and its load-order (the
 #                    stock-kernel variant; flint-init loads them in that order)
-# Installs busybox-static (and the packages named in $extra_packages) with apt-get when missing
-# (root). Honours CARGO_TARGET_DIR; FLINT_INIT=/path/to/flint-init skips cargo.
+# root_tree_need installs the packages a script names with apt-get when missing (root).
+# flint_init_binary honours CARGO_TARGET_DIR; FLINT_INIT=/path/to/flint-init skips cargo.
 
 root_tree_need() { # PACKAGE... : install the missing ones
     local need=() p
@@ -25,16 +25,29 @@ root_tree_need() { # PACKAGE... : install the missing ones
             apt-get install -y -qq --no-install-recommends "${need[@]}"; }
 }
 
+# flint_init_binary : print the path of flint-init, built with the size-optimised profile.
+flint_init_binary() {
+    local repo
+    if [ -n "${FLINT_INIT:-}" ]; then
+        echo "$FLINT_INIT"
+        return
+    fi
+    repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+    (cd "$repo" && cargo build -q --profile init -p images --bin flint-init)
+    echo "${CARGO_TARGET_DIR:-$repo/target}/x86_64-unknown-linux-gnu/init/flint-init"
+}
+
+# pack_tree STAGE : STAGE as a reproducible newc cpio archive, on stdout.
+pack_tree() {
+    (cd "$1" && find . -mindepth 1 | LC_ALL=C sort \
+        | cpio --quiet -o -H newc --owner=0:0 --reproducible)
+}
+
 # stage_root_tree STAGE [MODULES_DIR]
 stage_root_tree() {
-    local stage=$1 modules=${2:-} repo busybox init applet
-    repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+    local stage=$1 modules=${2:-} busybox init applet
     busybox=$(dpkg -L busybox-static | grep -m1 '/bin/busybox$')
-    init=${FLINT_INIT:-}
-    if [ -z "$init" ]; then
-        (cd "$repo" && cargo build -q --profile init -p images --bin flint-init)
-        init=${CARGO_TARGET_DIR:-$repo/target}/x86_64-unknown-linux-gnu/init/flint-init
-    fi
+    init=$(flint_init_binary)
     mkdir -p "$stage"/{bin,dev,proc,sys,tmp,root,flint,etc}
     cp "$busybox" "$stage/bin/busybox"
     for applet in $("$busybox" --list); do
