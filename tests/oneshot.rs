@@ -23,19 +23,27 @@ use std::process::{Command, Stdio};
 
 use common::*;
 
-/// The images, or None (said on stderr) when tests/run did not build them.
-fn images() -> Option<(String, String)> {
-    let get = |name| std::env::var(name).ok().filter(|v| !v.is_empty());
-    match (get("FLINT_ONESHOT_KERNEL"), get("FLINT_ONESHOT_INITRD")) {
-        (Some(k), Some(i)) => Some((k, i)),
-        _ => {
-            skip(
-                "FLINT_ONESHOT_KERNEL / FLINT_ONESHOT_INITRD not set: run \
-                 images/linux/build-kernel.sh and images/build-initramfs.sh (tests/run does)",
-            );
-            None
-        }
+/// The paths tests/run passes in `vars`, or None (said on stderr, naming `scripts`, which
+/// build them) when any is unset.
+fn built<const N: usize>(vars: [&str; N], scripts: &str) -> Option<[String; N]> {
+    let paths = vars.map(|v| std::env::var(v).ok().filter(|p| !p.is_empty()));
+    if paths.iter().any(Option::is_none) {
+        skip(&format!(
+            "{} not set: run {scripts} (tests/run does)",
+            vars.join(" / ")
+        ));
+        return None;
     }
+    Some(paths.map(Option::unwrap_or_default))
+}
+
+/// flint's kernel and the flint-init initramfs.
+fn images() -> Option<(String, String)> {
+    let [kernel, initrd] = built(
+        ["FLINT_ONESHOT_KERNEL", "FLINT_ONESHOT_INITRD"],
+        "images/linux/build-kernel.sh and images/build-initramfs.sh",
+    )?;
+    Some((kernel, initrd))
 }
 
 struct Output {
@@ -243,11 +251,7 @@ fn a_root_image_boots_under_a_ram_overlay_and_is_never_written() {
     let Some((kernel, _)) = images() else {
         return;
     };
-    let Some(rootfs) = std::env::var("FLINT_ONESHOT_ROOTFS")
-        .ok()
-        .filter(|v| !v.is_empty())
-    else {
-        skip("FLINT_ONESHOT_ROOTFS not set: run images/build-rootfs.sh (tests/run does)");
+    let Some([rootfs]) = built(["FLINT_ONESHOT_ROOTFS"], "images/build-rootfs.sh") else {
         return;
     };
     require_kvm();
@@ -291,14 +295,10 @@ fn a_root_image_boots_under_a_ram_overlay_and_is_never_written() {
 
 #[test]
 fn debian_stock_kernel_runs_a_command_with_its_virtio_modules_from_the_initramfs() {
-    let get = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
-    let (Some(kernel), Some(initrd)) = (get("FLINT_STOCK_KERNEL"), get("FLINT_STOCK_INITRD"))
-    else {
-        skip(
-            "FLINT_STOCK_KERNEL / FLINT_STOCK_INITRD not set: run \
-             images/linux/fetch-debian-kernel.sh and images/build-initramfs.sh --modules \
-             (tests/run does)",
-        );
+    let Some([kernel, initrd]) = built(
+        ["FLINT_STOCK_KERNEL", "FLINT_STOCK_INITRD"],
+        "images/linux/fetch-debian-kernel.sh and images/build-initramfs.sh --modules",
+    ) else {
         return;
     };
     check_stock_modules(&initrd);
@@ -336,11 +336,7 @@ fn a_debian_root_image_runs_its_own_userland_with_flint_init_as_its_only_additio
     let Some((kernel, _)) = images() else {
         return;
     };
-    let Some(rootfs) = std::env::var("FLINT_DEBIAN_ROOTFS")
-        .ok()
-        .filter(|v| !v.is_empty())
-    else {
-        skip("FLINT_DEBIAN_ROOTFS not set: run images/build-debian-rootfs.sh (tests/run does)");
+    let Some([rootfs]) = built(["FLINT_DEBIAN_ROOTFS"], "images/build-debian-rootfs.sh") else {
         return;
     };
     require_kvm();
